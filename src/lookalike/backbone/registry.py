@@ -1,0 +1,118 @@
+"""The pretrained feature extractors Lookalike knows, and the preprocessing that travels with each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.errors import BackboneError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SYMMETRIC = (0.5, 0.5, 0.5)  # maps [0, 1] to [-1, 1], what the EfficientNet-Lite weights expect
+ONNX_PREFIX = "onnx:"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB image becomes the backbone's input tensor; stored beside every exported model."""
+
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pad_color: tuple[int, int, int] = (255, 255, 255)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        try:
+            return cls(
+                input_size=int(data["input_size"]),
+                mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+                pad_color=tuple(int(v) for v in data.get("pad_color", (255, 255, 255))),  # type: ignore[arg-type]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackboneError(f"invalid preprocessing description {data!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: how to build its PyTorch module (pooled features out) and how to feed it."""
+
+    name: str
+    preprocessing: Preprocessing
+    num_features: int
+    build: Callable[[str | None], torch.nn.Module] | None = field(default=None, compare=False)
+    onnx_path: Path | None = None
+
+    @property
+    def is_external_onnx(self) -> bool:
+        return self.onnx_path is not None
+
+
+def _efficientnet_lite(variant: str) -> Callable[[str | None], torch.nn.Module]:
+    def build(weights: str | None) -> torch.nn.Module:
+        from lookalike.backbone.models import efficientnet_lite_features
+
+        return efficientnet_lite_features(variant, weights)
+
+    return build
+
+
+def _resnet50(weights: str | None) -> torch.nn.Module:
+    from lookalike.backbone.models import resnet50_features
+
+    return resnet50_features(weights)
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    "efficientnet-lite0": BackboneSpec(
+        "efficientnet-lite0", Preprocessing(224, SYMMETRIC, SYMMETRIC), 1280, _efficientnet_lite("lite0")
+    ),
+    "efficientnet-lite2": BackboneSpec(
+        "efficientnet-lite2", Preprocessing(260, SYMMETRIC, SYMMETRIC), 1280, _efficientnet_lite("lite2")
+    ),
+    "resnet50": BackboneSpec("resnet50", Preprocessing(224), 2048, _resnet50),
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """Look a backbone up by registry name, or describe an external ``onnx:PATH`` model.
+
+    An external model needs a JSON sidecar ``PATH.json`` (or ``PATH`` with ``.json`` instead of
+    ``.onnx``) giving ``input_size`` and optionally ``mean``/``std``; its output must be (N, D) features.
+    """
+    if name.startswith(ONNX_PREFIX):
+        path = Path(name[len(ONNX_PREFIX) :]).expanduser().resolve()
+        if not path.is_file():
+            raise BackboneError(f"ONNX model not found: {path}")
+        sidecars = [path.with_name(path.name + ".json"), path.with_suffix(".json")]
+        sidecar = next((p for p in sidecars if p.is_file()), None)
+        if sidecar is None:
+            raise BackboneError(
+                f"ONNX backbone {path} needs a sidecar {sidecars[0].name} with its input_size, mean and std"
+            )
+        try:
+            data = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise BackboneError(f"unreadable sidecar {sidecar}: {exc}") from exc
+        return BackboneSpec(
+            name=f"onnx:{path.name}",
+            preprocessing=Preprocessing.from_dict(data),
+            num_features=int(data.get("num_features", 0)),
+            onnx_path=path,
+        )
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise BackboneError(f"unknown backbone {name!r}; choose one of {known}, or onnx:PATH") from None

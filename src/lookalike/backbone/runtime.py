@@ -1,0 +1,92 @@
+"""Backbone inference with ONNX Runtime: image -> input tensor -> pooled features."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from lookalike.backbone.registry import BackboneSpec, Preprocessing, get_spec
+from lookalike.errors import BackboneError
+from lookalike.hashing import file_sha256
+
+log = logging.getLogger(__name__)
+
+
+class FeatureExtractor:
+    """Runs an exported backbone. ``prepare`` turns an RGB image into its input; ``__call__`` a batch into features.
+
+    ``fingerprint`` names the exact model (name and file checksum): cached features and indexes record it.
+    """
+
+    def __init__(self, onnx_path: Path, name: str, preprocessing: Preprocessing, threads: int = 0) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
+            raise BackboneError(f"cannot load ONNX model {onnx_path}: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        self.name = name
+        self.preprocessing = preprocessing
+        self.fingerprint = f"{name}@{file_sha256(onnx_path)[:12]}"
+        size = preprocessing.input_size
+        self.num_features = int(self(np.zeros((1, 3, size, size), np.float32)).shape[1])
+        self._mean = np.asarray(preprocessing.mean, np.float32).reshape(3, 1, 1) * 255.0
+        self._scale = 1.0 / (np.asarray(preprocessing.std, np.float32).reshape(3, 1, 1) * 255.0)
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """Pad an RGB image to a square, resize it to the input size, normalize: (3, S, S) float32."""
+        size = self.preprocessing.input_size
+        width, height = image.size
+        if width != height:
+            side = max(width, height)
+            canvas = Image.new("RGB", (side, side), self.preprocessing.pad_color)
+            canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+            image = canvas
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        chw = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+        return (chw - self._mean) * self._scale
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Features of a prepared batch (N, 3, S, S) -> (N, D) float32."""
+        if len(batch) == 0:
+            return np.zeros((0, getattr(self, "num_features", 0)), np.float32)
+        out = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+
+
+def load_backbone(name: str, models_dir: Path, weights: str | None = None, threads: int = 0) -> FeatureExtractor:
+    """Load a backbone by registry name or ``onnx:PATH``, exporting it to ``models_dir`` the first time."""
+    spec = get_spec(name)
+    if spec.onnx_path is not None:
+        return FeatureExtractor(spec.onnx_path, spec.name, spec.preprocessing, threads)
+    path = _exported_path(spec, models_dir, weights)
+    if not _export_is_current(path, weights):
+        from lookalike.backbone.export import export_onnx
+
+        log.info("exporting %s to ONNX (once)", spec.name)
+        export_onnx(spec, path, weights)
+    return FeatureExtractor(path, spec.name, spec.preprocessing, threads)
+
+
+def _exported_path(spec: BackboneSpec, models_dir: Path, weights: str | None) -> Path:
+    tag = "" if weights is None else "-" + "".join(c if c.isalnum() else "_" for c in Path(weights).name)
+    return models_dir / f"{spec.name}{tag}" / "backbone.onnx"
+
+
+def _export_is_current(path: Path, weights: str | None) -> bool:
+    sidecar = path.with_name(path.name + ".json")
+    if not (path.is_file() and sidecar.is_file()):
+        return False
+    try:
+        meta = json.loads(sidecar.read_text())
+    except ValueError:
+        return False
+    return meta.get("weights") == (weights or "pretrained") and meta.get("sha256") == file_sha256(path)

@@ -1,0 +1,309 @@
+"""The ``lookalike`` command line: import, ingest, train, search, info, demo.
+
+Each command builds the same engine the API uses (see :mod:`lookalike.engine`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lookalike.config import Settings, get_settings
+from lookalike.errors import LookalikeError
+
+app = typer.Typer(help="Lookalike: visual search for fashion catalogs.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+import_app = typer.Typer(help="Import a public dataset as a catalog (images + manifest).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn Lookalike's typed errors into a one-line message and exit code 1 (no traceback)."""
+    try:
+        yield
+    except LookalikeError as exc:
+        raise _fail(str(exc)) from None
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Progress]:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+        progress.add_task(description, total=None, rate="")
+        yield progress
+
+
+def _tracker(progress: Progress):  # noqa: ANN202 - a small closure for the core's progress callbacks
+    task = progress.tasks[-1].id
+    started = progress.get_time()
+
+    def update(done: int, total: int) -> None:
+        elapsed = max(progress.get_time() - started, 1e-6)
+        progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f} img/s")
+
+    return update
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- import -------------------------------------------------------------------------------------
+
+
+@import_app.command("fashion-mnist")
+def import_fashion_mnist_cmd(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write images + manifest.csv.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the idx files.")] = None,
+    download: Annotated[bool, typer.Option(help="Download the idx files if missing (needs a network).")] = False,
+) -> None:
+    """Write Fashion-MNIST's 70,000 images as PNGs plus a manifest (category, train/test split)."""
+    from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
+
+    settings = get_settings()
+    target = out_dir or settings.datasets_dir / "fashion-mnist"
+    with _errors():
+        source = find_data_dir(data_dir, settings.fashion_mnist_dir, download=download,
+                               download_dir=settings.datasets_dir / "fashion-mnist-idx")
+        with _progress("importing") as progress:
+            manifest = import_fashion_mnist(target, source, progress=_tracker(progress))
+    out.print(f"wrote {manifest}")
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path | None, typer.Argument(help="A folder of images (category = sub-folder) or a manifest.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only the manifest rows of this split.")] = None,
+    reindex: Annotated[bool, typer.Option(help="Rebuild the index from the catalog with the current model.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write the skipped files and reasons as JSON here.")] = None,
+) -> None:
+    """Add a catalog's new images (incremental and resumable), or rebuild the index with --reindex."""
+    from lookalike.data.sources import open_source
+    from lookalike.engine import open_engine
+    from lookalike.ingest import ingest as run_ingest
+    from lookalike.ingest import reindex as run_reindex
+
+    if path is None and not reindex:
+        raise _fail("give a PATH to ingest, or --reindex")
+    settings = get_settings()
+    with _errors():
+        entries = open_source(path, split=split) if path is not None else []
+        engine = open_engine(settings, fresh_index=reindex, reconcile=not reindex)
+        try:
+            if reindex:
+                with _progress("reindexing") as progress:
+                    rebuilt = run_reindex(engine, _tracker(progress))
+                out.print(f"reindexed {rebuilt.added} items with {engine.model_version}")
+                for item_path, reason in rebuilt.unreadable:
+                    out.print(f"  skipped {item_path}: {reason}")
+            if entries:
+                with _progress("ingesting") as progress:
+                    result = run_ingest(engine, entries, _tracker(progress))
+                _print_ingest(result, len(engine.store))
+                if report:
+                    report.write_text(json.dumps([{"path": p, "reason": r} for p, r in result.failures], indent=2))
+        finally:
+            engine.close()
+
+
+def _print_ingest(result, total: int) -> None:  # noqa: ANN001
+    out.print(
+        f"added {result.added} of {result.seen} images ({result.already_present} already in the catalog, "
+        f"{len(result.failures)} skipped) in {result.seconds:.1f}s: {result.images_per_second:,.0f} images/s; "
+        f"catalog now {total} items, index {result.index_type}"
+    )
+    for item_path, reason in result.failures[:20]:
+        out.print(f"  skipped {item_path}: {reason}")
+    if len(result.failures) > 20:
+        out.print(f"  ... and {len(result.failures) - 20} more (use --report FILE for all)")
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    source: Annotated[Path, typer.Argument(help="Catalog folder or manifest to learn from.")],
+    split: Annotated[str | None, typer.Option(help="Only the manifest rows of this split.")] = None,
+    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 128,
+    reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex",
+                                                help="Rebuild the index with the new head.")] = True,
+) -> None:
+    """Fit the embedding head on a catalog's backbone features (cached) and make it the active head."""
+    from lookalike.data.sources import open_source
+    from lookalike.embedding.head import fit_pca_head
+    from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
+    from lookalike.ingest import reindex as run_reindex
+
+    settings = get_settings()
+    with _errors():
+        entries = open_source(source, split=split)
+        extractor = load_extractor(settings)
+        featurizer = build_featurizer(settings, extractor)
+        features, failures = [], 0
+        with _progress("features") as progress:
+            track = _tracker(progress)
+            done = 0
+            for batch in featurizer.iter_batches(entries, lambda e: e.path):
+                features.append(batch.features)
+                failures += len(batch.failures)
+                done += len(batch.items) + len(batch.failures)
+                track(done, len(entries))
+        import numpy as np
+
+        head = fit_pca_head(np.concatenate(features), extractor.fingerprint, dim)
+        head.save(head_path(settings.resolved_models_dir, extractor.name))
+        out.print(f"trained head {head.version} on {done - failures} images ({failures} unreadable)")
+        if reindex_after:
+            engine = open_engine(settings, fresh_index=True, reconcile=False)
+            try:
+                if engine.catalog.count():
+                    with _progress("reindexing") as progress:
+                        rebuilt = run_reindex(engine, _tracker(progress))
+                    out.print(f"reindexed {rebuilt.added} catalog items with the new head")
+            finally:
+                engine.close()
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    from lookalike.data.sources import iter_folder
+
+    images: list[Path] = []
+    for path in paths:
+        images.extend(e.path for e in iter_folder(path)) if path.is_dir() else images.append(path)
+    return images
+
+
+@app.command()
+def search(
+    images: Annotated[list[Path], typer.Argument(help="Query images or folders of them.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Results per query.")] = 5,
+    category: Annotated[str | None, typer.Option(help="Only results of this category.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query line.")] = False,
+) -> None:
+    """Find the catalog items most similar to each query image."""
+    from lookalike.engine import open_engine
+    from lookalike.errors import ImageDecodeError
+    from lookalike.search import SearchService
+
+    settings = get_settings()
+    queries = _expand(images)
+    if not queries:
+        raise _fail("no query images found")
+    failed = 0
+    with _errors():
+        engine = open_engine(settings)
+        service = SearchService(engine)
+        try:
+            batch = settings.batch_size
+            for start in range(0, len(queries), batch):
+                chunk = queries[start : start + batch]
+                try:
+                    responses = service.search_images(list(chunk), k, category)
+                except ImageDecodeError:
+                    responses = [None] * len(chunk)  # find which ones: search them one by one
+                    for i, query in enumerate(chunk):
+                        try:
+                            responses[i] = service.search_images([query], k, category)[0]
+                        except ImageDecodeError as exc:
+                            failed += 1
+                            _print_failure(query, str(exc), as_json)
+                for query, response in zip(chunk, responses, strict=True):
+                    if response is not None:
+                        _print_response(query, response, as_json)
+        finally:
+            engine.catalog.close()
+    if failed:
+        raise typer.Exit(2)
+
+
+def _print_failure(query: Path, reason: str, as_json: bool) -> None:
+    if as_json:
+        out.print(json.dumps({"query": str(query), "error": reason}), markup=False)
+    else:
+        console.print(f"[red]{query}: {reason}[/]")
+
+
+def _print_response(query: Path, response, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        line = {"query": str(query), "took_ms": round(response.took_ms, 2),
+                "results": [{"id": h.id, "rank": h.rank, "score": h.score, "category": h.category,
+                             "path": h.path, "item_id": h.item_id} for h in response.hits]}
+        out.print(json.dumps(line), markup=False)
+        return
+    table = Table(title=f"{query}  ({response.took_ms:.1f} ms)", title_justify="left")
+    for column in ("rank", "score", "category", "id", "path"):
+        table.add_column(column)
+    for h in response.hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.category or "", str(h.id), h.path)
+    out.print(table)
+
+
+# --- info ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Catalog size, model, index type and where the data lives."""
+    from lookalike.engine import open_engine
+
+    settings = get_settings()
+    with _errors():
+        engine = open_engine(settings)
+        try:
+            data = {
+                "home": str(settings.home),
+                "database": settings.resolved_database_url,
+                "items": engine.catalog.count(),
+                "categories": {str(k): v for k, v in sorted(engine.catalog.category_counts().items(),
+                                                            key=lambda kv: str(kv[0]))},
+                "backbone": engine.extractor.fingerprint,
+                "input_size": engine.extractor.preprocessing.input_size,
+                "head": engine.head.version,
+                "dim": engine.head.dim,
+                "index": engine.store.describe(),
+                "cached_features": len(engine.featurizer.cache) if engine.featurizer.cache else 0,
+            }
+        finally:
+            engine.catalog.close()
+    if as_json:
+        out.print(json.dumps(data, indent=2), markup=False)
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/]: {value}")
+
+
+def run() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,62 @@
+"""Settings, read from the environment (prefix ``LOOKALIKE_``) or a ``.env`` file.
+
+Only the CLI and the API build Settings; the core takes plain values as arguments.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".lookalike"
+
+
+class Settings(BaseSettings):
+    """Every configurable value of Lookalike."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
+
+    home: Path = Field(DEFAULT_HOME, description="Root folder of all persisted data.")
+    models_dir: Path | None = Field(None, description="Exported models; default HOME/models.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///HOME/catalog.db.")
+    backbone: str = Field("efficientnet-lite0", description="Registry name or onnx:PATH.")
+    backbone_weights: str | None = Field(
+        None, description="Weights file for the backbone; default its packaged or cached ImageNet weights."
+    )
+    vector_store: Literal["faiss"] = "faiss"
+    index_memory_budget_mb: int = Field(2048, description="Memory the vector index may use.")
+    batch_size: int = Field(32, ge=1, le=1024)
+    decode_workers: int = Field(2, ge=1, le=64)
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Decompression-bomb guard.")
+    checkpoint_every: int = Field(2048, ge=1, description="Ingest saves the index every N items.")
+    fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
+    onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+
+    @cached_property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.home / "models"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+
+def get_settings() -> Settings:
+    """Build Settings from the current environment (never at import time)."""
+    return Settings()

@@ -1,0 +1,129 @@
+"""Images -> backbone features, in batches: read bytes, look up the cache, decode the misses in
+worker threads (overlapping with inference), run the backbone, fill the cache.
+
+Unreadable images are reported with their reason and skipped; they never stop a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from lookalike.backbone.runtime import FeatureExtractor
+from lookalike.concurrency import bounded_map
+from lookalike.embedding.feature_cache import FeatureCache
+from lookalike.errors import ImageDecodeError
+from lookalike.hashing import content_key
+from lookalike.io.images import decode_image
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class FeatureBatch(Generic[T]):
+    """Features of the readable items of one batch, and the reasons the others were skipped."""
+
+    items: list[T]
+    keys: list[str]
+    features: np.ndarray
+    failures: list[tuple[T, str]] = field(default_factory=list)
+    decoded: int = 0  # how many went through the backbone (cache misses)
+
+
+@dataclass
+class _Prepared(Generic[T]):
+    item: T
+    key: str | None = None
+    tensor: np.ndarray | None = None
+    error: str | None = None
+
+
+class Featurizer:
+    """Backbone features for catalog items, cached by content."""
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        cache: FeatureCache | None = None,
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        max_pixels: int = 40_000_000,
+    ) -> None:
+        self.extractor = extractor
+        self.cache = cache
+        self.batch_size = batch_size
+        self.workers = workers
+        self.max_pixels = max_pixels
+
+    def prepare(self, source: bytes | Path) -> np.ndarray:
+        """Decode one image and turn it into the backbone's input tensor (raises ImageDecodeError)."""
+        size = self.extractor.preprocessing.input_size
+        image = decode_image(source, max_pixels=self.max_pixels, draft_size=size)
+        return self.extractor.prepare(image)
+
+    def features_of(self, sources: list[bytes | Path]) -> np.ndarray:
+        """Features of query images (no cache); raises ImageDecodeError naming the first bad one."""
+        tensors = list(bounded_map(self.prepare, sources, min(self.workers, len(sources)), 2 * self.workers))
+        return self.extractor(np.stack(tensors)) if tensors else np.zeros((0, self.extractor.num_features))
+
+    def iter_batches(self, items: Iterable[T], path_of: Callable[[T], Path]) -> Iterator[FeatureBatch[T]]:
+        """Features of catalog items in batches of ``batch_size``, in order, skipping unreadable ones."""
+
+        def load(item: T) -> _Prepared[T]:
+            try:
+                data = _read(path_of(item))
+                key = content_key(data)
+                if self.cache is not None and key in self.cache:
+                    return _Prepared(item, key)
+                return _Prepared(item, key, self.prepare(data))
+            except ImageDecodeError as exc:
+                return _Prepared(item, error=str(exc))
+
+        prepared = bounded_map(load, items, self.workers, in_flight=self.batch_size * 2 + self.workers)
+        batch: list[_Prepared[T]] = []
+        for entry in prepared:
+            batch.append(entry)
+            if len(batch) == self.batch_size:
+                yield self._run(batch)
+                batch = []
+        if batch:
+            yield self._run(batch)
+        if self.cache is not None:
+            self.cache.flush()
+
+    def _run(self, batch: list[_Prepared[T]]) -> FeatureBatch[T]:
+        ok = [p for p in batch if p.error is None]
+        failures = [(p.item, p.error or "") for p in batch if p.error is not None]
+        keys = [p.key or "" for p in ok]
+        features = np.zeros((len(ok), self.extractor.num_features), np.float32)
+        misses = [i for i, p in enumerate(ok) if p.tensor is not None]
+        if misses:
+            computed = self.extractor(np.stack([ok[i].tensor for i in misses]))  # type: ignore[misc]
+            features[misses] = computed
+            if self.cache is not None:
+                self.cache.put([keys[i] for i in misses], computed)
+        hits = [i for i, p in enumerate(ok) if p.tensor is None]
+        if hits and self.cache is not None:
+            found, cached = self.cache.get([keys[i] for i in hits])
+            features[hits] = cached
+            assert found.all(), "a cache hit vanished"
+        return FeatureBatch([p.item for p in ok], keys, features, failures, decoded=len(misses))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageDecodeError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(f"not a file: {path}") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from None

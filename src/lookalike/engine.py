@@ -1,0 +1,121 @@
+"""The composition root: builds the backbone, head, feature cache, catalog and vector store from Settings.
+
+The CLI and the API both call :func:`open_engine`; nothing below this module reads Settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.backbone.runtime import FeatureExtractor, load_backbone
+from lookalike.catalog.repository import Catalog
+from lookalike.config import Settings
+from lookalike.embedding.feature_cache import FeatureCache
+from lookalike.embedding.featurizer import Featurizer
+from lookalike.embedding.head import EmbeddingHead, identity_head
+from lookalike.index.base import IndexManifest
+from lookalike.index.faiss_store import FaissStore
+from lookalike.ingest import reconcile as reconcile_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Everything a search or an ingest needs, loaded once."""
+
+    featurizer: Featurizer
+    head: EmbeddingHead
+    catalog: Catalog
+    store: FaissStore
+    memory_budget_bytes: int
+    checkpoint_every: int = 2048
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        return self.featurizer.extractor
+
+    @property
+    def model_version(self) -> str:
+        return model_version(self.extractor, self.head)
+
+    def embed(self, features: np.ndarray) -> np.ndarray:
+        """Backbone features -> L2-normalized embeddings."""
+        return self.head(features)
+
+    def save(self) -> None:
+        if self.store.dirty:
+            self.store.save()
+        if self.featurizer.cache is not None:
+            self.featurizer.cache.flush()
+
+    def close(self) -> None:
+        self.save()
+        self.catalog.close()
+
+
+def model_version(extractor: FeatureExtractor, head: EmbeddingHead) -> str:
+    return f"{extractor.fingerprint}+{head.version}"
+
+
+def index_manifest(extractor: FeatureExtractor, head: EmbeddingHead) -> IndexManifest:
+    return IndexManifest(model_version(extractor, head), extractor.fingerprint, head.checksum, head.dim)
+
+
+def head_path(models_dir: Path, backbone: str) -> Path:
+    """Where the active embedding head for a backbone lives."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
+    return models_dir / "heads" / f"{safe}.npz"
+
+
+def load_head(models_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
+    """The trained head for this backbone, or the identity head when none was trained yet."""
+    path = head_path(models_dir, extractor.name)
+    if not path.is_file():
+        return identity_head(extractor.num_features, extractor.fingerprint)
+    head = EmbeddingHead.load(path)
+    head.check_backbone(extractor.fingerprint)
+    return head
+
+
+def load_extractor(settings: Settings) -> FeatureExtractor:
+    return load_backbone(
+        settings.backbone, settings.resolved_models_dir, settings.backbone_weights, settings.onnx_threads
+    )
+
+
+def build_featurizer(settings: Settings, extractor: FeatureExtractor) -> Featurizer:
+    cache = FeatureCache(settings.features_dir, extractor.fingerprint, extractor.num_features)
+    return Featurizer(cache=cache, extractor=extractor, batch_size=settings.batch_size,
+                      workers=settings.decode_workers, max_pixels=settings.max_image_pixels)
+
+
+def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: bool = True) -> Engine:
+    """Load everything; ``fresh_index`` starts an empty index (rebuilt from the catalog by reconcile).
+
+    Raises ModelMismatchError when the saved index was built by another model (unless ``fresh_index``).
+    """
+    extractor = load_extractor(settings)
+    head = load_head(settings.resolved_models_dir, extractor)
+    manifest = index_manifest(extractor, head)
+    if FaissStore.exists(settings.index_dir) and not fresh_index:
+        store = FaissStore.load(settings.index_dir, manifest)
+    else:
+        store = FaissStore(settings.index_dir, manifest)
+    engine = Engine(
+        featurizer=build_featurizer(settings, extractor),
+        head=head,
+        catalog=Catalog(settings.resolved_database_url),
+        store=store,
+        memory_budget_bytes=settings.index_memory_budget_mb * 2**20,
+        checkpoint_every=settings.checkpoint_every,
+    )
+    if reconcile:
+        report = reconcile_index(engine)
+        if report.changed:
+            log.warning("index repaired to match the catalog: %s", report)
+    return engine

@@ -1,0 +1,62 @@
+"""The vector store interface every implementation (FAISS, Milvus) provides."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from lookalike.errors import ModelMismatchError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """What built a persisted index; written beside it, checked on load."""
+
+    model_version: str
+    backbone: str
+    head_checksum: str
+    dim: int
+    metric: str = "inner_product"
+    normalized: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check_compatible(self, expected: IndexManifest, where: str) -> None:
+        """Refuse an index built by another model, naming both."""
+        if self.model_version != expected.model_version or self.dim != expected.dim:
+            raise ModelMismatchError(
+                f"the index at {where} was built with model {self.model_version} (dim {self.dim}), "
+                f"but the loaded model is {expected.model_version} (dim {expected.dim}); "
+                "rebuild it with `lookalike ingest --reindex`"
+            )
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Cosine-similarity search over L2-normalized vectors with int64 ids and a category per id."""
+
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, categories: list[str | None]) -> None:
+        """Insert vectors; an id already present is replaced."""
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Delete ids; returns how many were present."""
+
+    def search(
+        self, queries: np.ndarray, k: int, category: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each (n_queries, k), best first; missing slots have id -1."""
+
+    def ids(self) -> np.ndarray:
+        """All ids present."""
+
+    def save(self) -> None:
+        """Persist durably and atomically (a crash leaves the previous version loadable)."""

@@ -1,0 +1,252 @@
+"""The default vector store: a FAISS index (cosine = inner product on normalized vectors) with ids,
+category filters, deletes, and atomic, checksummed saves.
+
+Ids are the catalog's integer primary keys, so a dense array maps id -> category code: membership and
+category filters cost no dictionary per item. Indexes that cannot delete in place (HNSW) keep tombstones,
+excluded at search time and dropped at the next rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lookalike.errors import IndexCorruptError
+from lookalike.index.base import FORMAT_VERSION, IndexManifest
+from lookalike.index.choose import IndexChoice, choose_index
+from lookalike.index.snapshot import current_generation, read_manifest, write_generation
+
+log = logging.getLogger(__name__)
+
+ABSENT = -1
+NO_CATEGORY = -2
+MAX_ID = 2**40
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96
+IVF_NPROBE = 32
+
+
+class FaissStore:
+    """FAISS-backed :class:`~lookalike.index.base.VectorStore`, persisted under ``directory``."""
+
+    def __init__(self, directory: Path, manifest: IndexManifest, key: str = "Flat") -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.dim = manifest.dim
+        self.key = key
+        self._lock = threading.RLock()
+        self._index = self._new_index(key)
+        self._codes = np.full(0, ABSENT, np.int16)  # id -> category code, ABSENT, or NO_CATEGORY
+        self._categories: list[str] = []
+        self._tombstones: set[int] = set()
+        self._by_category: dict[int, np.ndarray] = {}
+        self.dirty = False
+
+    # --- building -----------------------------------------------------------------------------
+
+    def _new_index(self, key: str) -> faiss.IndexIDMap2:
+        inner = faiss.index_factory(self.dim, key, faiss.METRIC_INNER_PRODUCT)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return faiss.IndexIDMap2(inner)
+
+    @property
+    def _removable(self) -> bool:
+        return not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._codes != ABSENT))
+
+    def ids(self) -> np.ndarray:
+        return np.flatnonzero(self._codes != ABSENT).astype(np.int64)
+
+    def _code(self, category: str | None) -> int:
+        if category is None:
+            return NO_CATEGORY
+        if category not in self._categories:
+            self._categories.append(category)
+        return self._categories.index(category)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, categories: list[str | None]) -> None:
+        ids = np.asarray(ids, np.int64)
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        if vectors.shape != (len(ids), self.dim) or len(categories) != len(ids):
+            raise ValueError(f"expected {len(ids)} vectors of dim {self.dim} and as many categories")
+        if len(ids) == 0:
+            return
+        if ids.min() < 0 or ids.max() >= MAX_ID or len(np.unique(ids)) != len(ids):
+            raise ValueError("ids must be unique, non-negative catalog ids")
+        with self._lock:
+            self._grow(int(ids.max()) + 1)
+            present = ids[self._codes[ids] != ABSENT]
+            if len(present) or self._tombstones.intersection(ids.tolist()):
+                self.remove(present)
+                if not self._removable:
+                    self._rebuild(self.key, exclude=set(ids.tolist()))
+            if not self._index.is_trained:
+                self._index.train(vectors)
+            self._index.add_with_ids(vectors, ids)
+            self._codes[ids] = [self._code(c) for c in categories]
+            self._by_category.clear()
+            self.dirty = True
+
+    def _grow(self, size: int) -> None:
+        if size > len(self._codes):
+            grown = np.full(max(size, 2 * len(self._codes), 1024), ABSENT, np.int16)
+            grown[: len(self._codes)] = self._codes
+            self._codes = grown
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, np.int64)
+        with self._lock:
+            ids = ids[(ids >= 0) & (ids < len(self._codes))]
+            ids = ids[self._codes[ids] != ABSENT]
+            if len(ids) == 0:
+                return 0
+            if self._removable:
+                self._index.remove_ids(faiss.IDSelectorBatch(ids))
+            else:
+                self._tombstones.update(ids.tolist())
+            self._codes[ids] = ABSENT
+            self._by_category.clear()
+            self.dirty = True
+            return len(ids)
+
+    def _live_vectors(self, exclude: set[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[assignment]
+        """(ids, vectors) of every live entry, reconstructed from the index."""
+        n = self._index.ntotal
+        stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, n) if n else np.zeros((0, self.dim), np.float32)
+        keep = np.array([i not in self._tombstones and i not in exclude for i in stored_ids.tolist()], bool)
+        return stored_ids[keep] if n else stored_ids, vectors[keep] if n else vectors
+
+    def _rebuild(self, key: str, exclude: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        ids, vectors = self._live_vectors(exclude)
+        index = self._new_index(key)
+        if not index.is_trained and len(vectors):
+            index.train(vectors)
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        self._index, self.key = index, key
+        self._tombstones = set()
+        self.dirty = True
+
+    def optimize(self, memory_budget_bytes: int) -> IndexChoice:
+        """Switch to the index type :func:`choose_index` picks for the current size (and purge tombstones)."""
+        with self._lock:
+            choice = choose_index(len(self), self.dim, memory_budget_bytes)
+            if choice.key != self.key or len(self._tombstones) > 0.1 * max(len(self), 1):
+                log.info("rebuilding index as %s: %s", choice.key, choice.reason)
+                self._rebuild(choice.key)
+            return choice
+
+    # --- searching ----------------------------------------------------------------------------
+
+    def _params(self, k: int, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
+        elif isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = IVF_NPROBE
+        elif selector is None:
+            return None
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        return params
+
+    def search(
+        self, queries: np.ndarray, k: int, category: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
+        empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
+        with self._lock:
+            if category is not None:
+                allowed = self._category_ids(category)
+                if len(allowed) == 0:
+                    return empty
+                selector = faiss.IDSelectorBatch(allowed)
+            elif self._tombstones:
+                selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
+            else:
+                selector = None
+            if self._index.ntotal == 0:
+                return empty
+            scores, ids = self._index.search(queries, k, params=self._params(k, selector))
+        return scores, ids
+
+    def _category_ids(self, category: str) -> np.ndarray:
+        if category not in self._categories:
+            return np.zeros(0, np.int64)
+        code = self._categories.index(category)
+        if code not in self._by_category:
+            self._by_category[code] = np.flatnonzero(self._codes == code).astype(np.int64)
+        return self._by_category[code]
+
+    def category_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {name: int(np.count_nonzero(self._codes == i)) for i, name in enumerate(self._categories)}
+
+    # --- persistence --------------------------------------------------------------------------
+
+    def save(self) -> None:
+        with self._lock:
+            index = self._index
+            codes = self._codes
+            tombstones = np.fromiter(sorted(self._tombstones), np.int64, len(self._tombstones))
+            write_generation(
+                self.directory,
+                {
+                    "index.faiss": lambda p: faiss.write_index(index, str(p)),
+                    "codes.npy": lambda p: np.save(p, codes),
+                    "tombstones.npy": lambda p: np.save(p, tombstones),
+                },
+                {
+                    "format": FORMAT_VERSION,
+                    **self.manifest.to_dict(),
+                    "index_key": self.key,
+                    "count": len(self),
+                    "categories": self._categories,
+                },
+            )
+            self.dirty = False
+
+    @classmethod
+    def exists(cls, directory: Path) -> bool:
+        return current_generation(directory) is not None
+
+    @classmethod
+    def load(cls, directory: Path, expected: IndexManifest) -> FaissStore:
+        """Load the current generation; refuses one built by another model, or corrupt files."""
+        folder = current_generation(directory)
+        if folder is None:
+            raise IndexCorruptError(f"no index saved in {directory}")
+        data = read_manifest(folder)
+        if data.get("format") != FORMAT_VERSION:
+            raise IndexCorruptError(f"index in {folder} has unknown format {data.get('format')}")
+        fields = {f: data[f] for f in IndexManifest.__dataclass_fields__ if f in data}
+        IndexManifest(**fields).check_compatible(expected, str(directory))
+        store = cls(directory, expected, data["index_key"])
+        try:
+            store._index = faiss.read_index(str(folder / "index.faiss"))
+            store._codes = np.load(folder / "codes.npy")
+            store._tombstones = set(np.load(folder / "tombstones.npy").tolist())
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise IndexCorruptError(f"cannot read index in {folder}: {exc}") from exc
+        store._categories = list(data.get("categories", []))
+        if store._index.d != expected.dim or len(store) != data.get("count"):
+            raise IndexCorruptError(f"index in {folder} disagrees with its manifest")
+        return store
+
+    def describe(self) -> dict[str, object]:
+        return {"type": self.key, "count": len(self), "dim": self.dim, "tombstones": len(self._tombstones),
+                "directory": str(self.directory), **self.manifest.to_dict()}

@@ -1,0 +1,158 @@
+"""Adding images to the catalog and keeping the vector index in step with the catalog database.
+
+The database is the source of truth; the index is derived from it (and the feature cache). Ingest
+commits each batch to the database, then adds it to the index, and saves the index every
+``checkpoint_every`` items. After a crash, :func:`reconcile` (run whenever an engine opens) adds what the
+database has and the index lacks, from cached features, and drops what the index has and the database
+does not, so the two always agree again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lookalike.catalog.repository import ItemRecord, NewItem
+from lookalike.data.sources import CatalogEntry
+
+if TYPE_CHECKING:
+    from lookalike.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    seen: int = 0
+    already_present: int = 0
+    added: int = 0
+    decoded: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    index_type: str = ""
+
+    @property
+    def images_per_second(self) -> float:
+        processed = self.added + len(self.failures)
+        return processed / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ReconcileReport:
+    """How the index was brought in line with the database."""
+
+    added: int = 0
+    removed: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.unreadable)
+
+
+Progress = Callable[[int, int], None]  # (items done, items total)
+
+
+def ingest(engine: Engine, entries: Iterable[CatalogEntry], progress: Progress | None = None) -> IngestReport:
+    """Add the entries not yet in the catalog; unreadable images are skipped and reported."""
+    started = time.perf_counter()
+    report = IngestReport()
+    unique = list({str(e.path): e for e in entries}.values())
+    report.seen = len(unique)
+    known = engine.catalog.known_paths(str(e.path) for e in unique)
+    todo = [e for e in unique if str(e.path) not in known]
+    report.already_present = len(unique) - len(todo)
+    version = engine.model_version
+    since_save = 0
+    done = 0
+    for batch in engine.featurizer.iter_batches(todo, lambda e: e.path):
+        report.failures += [(str(e.path), reason) for e, reason in batch.failures]
+        report.decoded += batch.decoded
+        if batch.items:
+            new = [NewItem(str(e.path), key, e.category, e.item_id, e.metadata)
+                   for e, key in zip(batch.items, batch.keys, strict=True)]
+            ids = engine.catalog.add_items(new, version)
+            engine.store.add(np.asarray(ids), engine.embed(batch.features), [e.category for e in batch.items])
+            report.added += len(ids)
+            since_save += len(ids)
+        done += len(batch.items) + len(batch.failures)
+        if since_save >= engine.checkpoint_every:
+            engine.save()
+            since_save = 0
+        if progress:
+            progress(done, len(todo))
+    report.index_type = engine.store.optimize(engine.memory_budget_bytes).key
+    engine.save()
+    report.seconds = time.perf_counter() - started
+    for path, reason in report.failures:
+        log.warning("skipped %s: %s", path, reason)
+    return report
+
+
+def reconcile(engine: Engine, progress: Progress | None = None) -> ReconcileReport:
+    """Make the index hold exactly the catalog's items (see the module docstring)."""
+    report = ReconcileReport()
+    db_ids = np.asarray(engine.catalog.ids(), np.int64)
+    index_ids = engine.store.ids()
+    extra = np.setdiff1d(index_ids, db_ids, assume_unique=True)
+    if len(extra):
+        report.removed = engine.store.remove(extra)
+    missing = np.setdiff1d(db_ids, index_ids, assume_unique=True)
+    if len(missing):
+        records = engine.catalog.get_items(missing.tolist())
+        added, report.unreadable = index_records(engine, [records[i] for i in sorted(records)], progress)
+        report.added = added
+    if report.changed:
+        engine.store.optimize(engine.memory_budget_bytes)
+        engine.save()
+    return report
+
+
+def index_records(
+    engine: Engine, records: Sequence[ItemRecord], progress: Progress | None = None
+) -> tuple[int, list[tuple[str, str]]]:
+    """Embed catalog items (cached features by content hash; the rest decoded again) and add them to the index."""
+    cache = engine.featurizer.cache
+    unreadable: list[tuple[str, str]] = []
+    added = 0
+    if cache is not None:
+        found, features = cache.get([r.content_hash for r in records])
+    else:
+        found, features = np.zeros(len(records), bool), np.zeros((len(records), 0), np.float32)
+    hits = [r for r, ok in zip(records, found, strict=True) if ok]
+    for start in range(0, len(hits), 4096):
+        chunk = hits[start : start + 4096]
+        rows = np.flatnonzero(found)[start : start + 4096]
+        engine.store.add(np.array([r.id for r in chunk]), engine.embed(features[rows]), [r.category for r in chunk])
+        added += len(chunk)
+        if progress:
+            progress(added, len(records))
+    misses = [r for r, ok in zip(records, found, strict=True) if not ok]
+    if misses:
+        log.info("%d items are not in the feature cache; decoding them again", len(misses))
+    for batch in engine.featurizer.iter_batches(misses, lambda r: Path(r.path)):
+        unreadable += [(r.path, reason) for r, reason in batch.failures]
+        if batch.items:
+            engine.store.add(np.array([r.id for r in batch.items]), engine.embed(batch.features),
+                             [r.category for r in batch.items])
+            added += len(batch.items)
+        if progress:
+            progress(added + len(unreadable), len(records))
+    return added, unreadable
+
+
+def reindex(engine: Engine, progress: Progress | None = None) -> ReconcileReport:
+    """Rebuild the whole index from the catalog with the current model (expects a fresh, empty store)."""
+    report = reconcile(engine, progress)
+    engine.catalog.set_model_version(engine.catalog.ids(), engine.model_version)
+    engine.store.optimize(engine.memory_budget_bytes)
+    engine.save()
+    return report
