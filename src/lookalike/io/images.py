@@ -181,8 +181,6 @@ def _decode_stream(fh: IO[bytes], *, max_pixels: int, draft_size: int | None) ->
         transpose = _TRANSPOSE_FOR_ORIENTATION.get(_orientation(img))
         try:
             rgb = _to_rgb(img)
-        except ImageDecodeError:
-            raise
         except Exception as exc:  # noqa: BLE001 - e.g. a mode Pillow cannot convert
             raise ImageDecodeError(f"cannot convert {img.mode} pixels to RGB: {_describe(exc)}") from None
         if transpose is not None:

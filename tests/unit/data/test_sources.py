@@ -248,3 +248,16 @@ def test_open_source_split_without_column(tmp_path: Path, folder: Path) -> None:
 def test_open_source_missing(tmp_path: Path) -> None:
     with pytest.raises(CatalogSourceError, match="not found"):
         open_source(tmp_path / "missing")
+
+
+def test_iter_folder_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    touch(outside / "o.jpg")
+    root = tmp_path / "catalog"
+    touch(root / "shoes" / "a.jpg")
+    (root / "shoes" / "link.jpg").symlink_to(outside / "o.jpg")
+    (root / "shoes" / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    (root / "linked_dir").symlink_to(outside, target_is_directory=True)
+    (root / "shoes" / "loop").symlink_to(root, target_is_directory=True)
+    names = [e.path.name for e in iter_folder(root)]
+    assert names == ["a.jpg", "link.jpg"]

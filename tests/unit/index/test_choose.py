@@ -1,0 +1,30 @@
+from lookalike.index.choose import EXACT_MAX_ITEMS, choose_index
+
+GB = 2**30
+
+
+def test_small_catalogs_get_exact_search():
+    assert choose_index(60_000, 128, 2 * GB).key == "Flat"
+    assert choose_index(EXACT_MAX_ITEMS, 128, 2 * GB).key == "Flat"
+
+
+def test_large_catalogs_get_hnsw_within_budget():
+    choice = choose_index(1_000_000, 128, 2 * GB)
+    assert choice.key.startswith("HNSW")
+    assert choice.bytes_per_item <= 1024
+    assert 1_000_000 * choice.bytes_per_item <= 2 * GB
+
+
+def test_tight_budget_falls_back_to_compressed_ivf_pq():
+    choice = choose_index(1_000_000, 128, 100 * 2**20)
+    assert choice.key.startswith("IVF") and ",PQ" in choice.key
+    assert choice.needs_training
+    assert 1_000_000 * choice.bytes_per_item <= 100 * 2**20
+
+
+def test_exact_is_refused_when_it_does_not_fit_the_budget():
+    assert choose_index(50_000, 128, 1 * 2**20).key != "Flat"
+
+
+def test_choice_is_a_pure_function():
+    assert choose_index(123_456, 64, GB) == choose_index(123_456, 64, GB)

@@ -1,0 +1,139 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lookalike.errors import IndexCorruptError, ModelMismatchError
+from lookalike.index import snapshot
+from lookalike.index.base import IndexManifest, VectorStore
+from lookalike.index.faiss_store import FaissStore
+
+DIM = 16
+MANIFEST = IndexManifest("bb@1+head@2", "bb@1", "2" * 64, DIM)
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def filled(directory: Path, key: str = "Flat", n: int = 200) -> tuple[FaissStore, np.ndarray]:
+    store = FaissStore(directory, MANIFEST, key)
+    x = vectors(n)
+    store.add(np.arange(1, n + 1), x, ["a" if i % 2 else "b" for i in range(n)])
+    return store, x
+
+
+def test_implements_the_vector_store_protocol(tmp_path):
+    assert isinstance(FaissStore(tmp_path, MANIFEST), VectorStore)
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32"])
+def test_nearest_neighbour_of_a_stored_vector_is_itself(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    scores, ids = store.search(x[:10], 3)
+    assert ids[:, 0].tolist() == list(range(1, 11))
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32"])
+def test_category_filter_returns_only_that_category(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    _, ids = store.search(x[:20], 10, category="a")
+    assert set(ids.ravel().tolist()) <= set(range(2, 201, 2))  # ids of even rows -> odd index -> "a"
+    _, none = store.search(x[:2], 5, category="unknown")
+    assert (none == -1).all()
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32"])
+def test_removed_ids_are_never_returned(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    assert store.remove(np.array([1, 2, 3, 999])) == 3
+    assert len(store) == 197
+    _, ids = store.search(x[:3], 5)
+    assert not set(ids.ravel().tolist()) & {1, 2, 3}
+    _, ids = store.search(x[:3], 5, category="b")
+    assert not set(ids.ravel().tolist()) & {1, 3}
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32"])
+def test_adding_an_existing_id_replaces_its_vector(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    store.add(np.array([5]), x[50:51], ["a"])
+    assert len(store) == 200
+    _, ids = store.search(x[50:51], 2)
+    assert set(ids[0].tolist()) == {5, 51}
+    _, ids = store.search(x[4:5], 1)
+    assert ids[0, 0] != 5
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32"])
+def test_save_load_round_trip_keeps_ids_results_and_deletes(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    store.remove(np.array([7]))
+    before = store.search(x[:20], 5, category="a")
+    store.save()
+    loaded = FaissStore.load(tmp_path, MANIFEST)
+    assert loaded.key == key
+    assert len(loaded) == 199
+    assert np.array_equal(loaded.ids(), store.ids())
+    after = loaded.search(x[:20], 5, category="a")
+    assert np.array_equal(before[1], after[1])
+    assert loaded.category_counts() == store.category_counts()
+
+
+def test_index_built_by_another_model_is_refused(tmp_path):
+    store, _ = filled(tmp_path)
+    store.save()
+    other = IndexManifest("bb@1+head@OTHER", "bb@1", "3" * 64, DIM)
+    with pytest.raises(ModelMismatchError, match="lookalike ingest --reindex"):
+        FaissStore.load(tmp_path, other)
+
+
+def test_corrupt_index_file_is_detected(tmp_path):
+    store, _ = filled(tmp_path)
+    store.save()
+    index_file = snapshot.current_generation(tmp_path) / "index.faiss"
+    data = index_file.read_bytes()
+    index_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexCorruptError, match="corrupt or truncated"):
+        FaissStore.load(tmp_path, MANIFEST)
+
+
+def test_crash_during_save_leaves_previous_version_loadable(tmp_path, monkeypatch):
+    store, x = filled(tmp_path)
+    store.save()
+    store.add(np.array([500]), x[:1], ["a"])
+
+    def crash(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed mid-save")
+
+    monkeypatch.setattr(snapshot, "_fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.save()
+    monkeypatch.undo()
+    loaded = FaissStore.load(tmp_path, MANIFEST)
+    assert len(loaded) == 200 and 500 not in loaded.ids()
+    store.save()  # the next save cleans the torn temporary folder up
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert 500 in FaissStore.load(tmp_path, MANIFEST).ids()
+
+
+def test_optimize_switches_index_type_by_size(tmp_path):
+    store, x = filled(tmp_path, "Flat", n=300)
+    choice = store.optimize(memory_budget_bytes=300 * 50)  # too small for exact: must change type
+    assert choice.key != "Flat" and store.key == choice.key
+    assert len(store) == 300
+    _, ids = store.search(x[:5], 1)
+    assert (ids[:, 0] >= 1).all()
+
+
+def test_bad_input_is_refused(tmp_path):
+    store = FaissStore(tmp_path, MANIFEST)
+    with pytest.raises(ValueError):
+        store.add(np.array([1, 1]), vectors(2), ["a", "a"])
+    with pytest.raises(ValueError):
+        store.add(np.array([1]), vectors(1)[:, :8], ["a"])
+    scores, ids = store.search(vectors(1), 3)
+    assert (ids == -1).all()
