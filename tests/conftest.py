@@ -10,10 +10,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imagegen import write_catalog  # noqa: E402
-
 from lookalike.backbone.runtime import FeatureExtractor, load_backbone  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
+
+from imagegen import write_catalog  # noqa: E402
 
 
 @pytest.fixture(scope="session")

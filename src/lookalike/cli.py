@@ -78,6 +78,7 @@ def import_fashion_mnist_cmd(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write images + manifest.csv.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the idx files.")] = None,
     download: Annotated[bool, typer.Option(help="Download the idx files if missing (needs a network).")] = False,
+    verify: Annotated[bool, typer.Option(help="Check the files against the published Fashion-MNIST checksums.")] = True,
 ) -> None:
     """Write Fashion-MNIST's 70,000 images as PNGs plus a manifest (category, train/test split)."""
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
@@ -88,7 +89,7 @@ def import_fashion_mnist_cmd(
         source = find_data_dir(data_dir, settings.fashion_mnist_dir, download=download,
                                download_dir=settings.datasets_dir / "fashion-mnist-idx")
         with _progress("importing") as progress:
-            manifest = import_fashion_mnist(target, source, progress=_tracker(progress))
+            manifest = import_fashion_mnist(target, source, progress=_tracker(progress), verify=verify)
     out.print(f"wrote {manifest}")
 
 
@@ -97,7 +98,7 @@ def import_fashion_mnist_cmd(
 
 @app.command()
 def ingest(
-    path: Annotated[Path | None, typer.Argument(help="A folder of images (category = sub-folder) or a manifest.")] = None,
+    path: Annotated[Path | None, typer.Argument(help="Image folder (category = sub-folder) or manifest.")] = None,
     split: Annotated[str | None, typer.Option(help="Only the manifest rows of this split.")] = None,
     reindex: Annotated[bool, typer.Option(help="Rebuild the index from the catalog with the current model.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the skipped files and reasons as JSON here.")] = None,
@@ -156,38 +157,33 @@ def train(
 ) -> None:
     """Fit the embedding head on a catalog's backbone features (cached) and make it the active head."""
     from lookalike.data.sources import open_source
-    from lookalike.embedding.head import fit_pca_head
-    from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
-    from lookalike.ingest import reindex as run_reindex
 
     settings = get_settings()
     with _errors():
-        entries = open_source(source, split=split)
-        extractor = load_extractor(settings)
-        featurizer = build_featurizer(settings, extractor)
-        features, failures = [], 0
-        with _progress("features") as progress:
-            track = _tracker(progress)
-            done = 0
-            for batch in featurizer.iter_batches(entries, lambda e: e.path):
-                features.append(batch.features)
-                failures += len(batch.failures)
-                done += len(batch.items) + len(batch.failures)
-                track(done, len(entries))
-        import numpy as np
+        _train(settings, open_source(source, split=split), dim, reindex_after)
 
-        head = fit_pca_head(np.concatenate(features), extractor.fingerprint, dim)
-        head.save(head_path(settings.resolved_models_dir, extractor.name))
-        out.print(f"trained head {head.version} on {done - failures} images ({failures} unreadable)")
-        if reindex_after:
-            engine = open_engine(settings, fresh_index=True, reconcile=False)
-            try:
-                if engine.catalog.count():
-                    with _progress("reindexing") as progress:
-                        rebuilt = run_reindex(engine, _tracker(progress))
-                    out.print(f"reindexed {rebuilt.added} catalog items with the new head")
-            finally:
-                engine.close()
+
+def _train(settings: Settings, entries: list, dim: int, reindex_after: bool) -> None:  # noqa: ANN001
+    from lookalike.embedding.train import collect_features, fit_head
+    from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
+    from lookalike.ingest import reindex as run_reindex
+
+    extractor = load_extractor(settings)
+    featurizer = build_featurizer(settings, extractor)
+    with _progress("features") as progress:
+        data = collect_features(featurizer, entries, _tracker(progress))
+    head = fit_head(data, extractor.fingerprint, dim)
+    head.save(head_path(settings.heads_dir, extractor.name))
+    out.print(f"trained head {head.version} on {len(data.entries)} images ({len(data.failures)} unreadable)")
+    if reindex_after:
+        engine = open_engine(settings, fresh_index=True, reconcile=False)
+        try:
+            if engine.catalog.count():
+                with _progress("reindexing") as progress:
+                    rebuilt = run_reindex(engine, _tracker(progress))
+                out.print(f"reindexed {rebuilt.added} catalog items with the new head")
+        finally:
+            engine.close()
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -299,6 +295,65 @@ def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     for key, value in data.items():
         out.print(f"[bold]{key}[/]: {value}")
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    queries: Annotated[int, typer.Option(help="Test images to search for the accuracy summary.")] = 1000,
+    examples: Annotated[int, typer.Option(help="Example result lists to print.")] = 3,
+) -> None:
+    """The whole flow on Fashion-MNIST: import, train the head, ingest the 60,000 training images, search."""
+    import random
+
+    from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
+    from lookalike.data.sources import open_source
+    from lookalike.engine import head_path, load_extractor, open_engine
+    from lookalike.errors import ModelMismatchError
+    from lookalike.ingest import ingest as run_ingest
+    from lookalike.ingest import reindex as run_reindex
+    from lookalike.search import SearchService
+
+    settings = get_settings()
+    with _errors():
+        manifest = settings.datasets_dir / "fashion-mnist" / "manifest.csv"
+        if not manifest.is_file():
+            source = find_data_dir(None, settings.fashion_mnist_dir, download=True,
+                                   download_dir=settings.datasets_dir / "fashion-mnist-idx")
+            with _progress("importing Fashion-MNIST") as progress:
+                import_fashion_mnist(manifest.parent, source, progress=_tracker(progress))
+        gallery = open_source(manifest, split="train")
+        extractor = load_extractor(settings)
+        if not head_path(settings.heads_dir, extractor.name).is_file():
+            _train(settings, gallery, dim=128, reindex_after=False)
+        try:
+            engine = open_engine(settings)
+        except ModelMismatchError:
+            engine = open_engine(settings, fresh_index=True, reconcile=False)
+            with _progress("reindexing") as progress:
+                run_reindex(engine, _tracker(progress))
+        try:
+            with _progress("ingesting") as progress:
+                result = run_ingest(engine, gallery, _tracker(progress))
+            _print_ingest(result, len(engine.store))
+            tests = open_source(manifest, split="test")
+            sample = random.Random(0).sample(tests, min(queries, len(tests)))
+            service = SearchService(engine)
+            correct = 0
+            for start in range(0, len(sample), settings.batch_size):
+                chunk = sample[start : start + settings.batch_size]
+                responses = service.search_images([e.path for e in chunk], k=5)
+                correct += sum(r.hits[0].category == e.category for e, r in zip(chunk, responses, strict=True))
+                if start == 0:
+                    for entry, response in list(zip(chunk, responses, strict=True))[:examples]:
+                        out.print(f"query {entry.path.name} ({entry.category})")
+                        _print_response(entry.path, response, as_json=False)
+            out.print(f"category precision@1 over {len(sample)} test queries: {correct / len(sample):.4f}")
+            out.print("search your own image: lookalike search PATH.jpg -k 5")
+        finally:
+            engine.close()
 
 
 def run() -> None:  # pragma: no cover - console entry point

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", env_file=".env", extra="ignore")
 
     home: Path = Field(DEFAULT_HOME, description="Root folder of all persisted data.")
-    models_dir: Path | None = Field(None, description="Exported models; default HOME/models.")
+    models_dir: Path | None = Field(None, description="Exported backbones (a rebuildable cache); default HOME/models.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///HOME/catalog.db.")
     backbone: str = Field("efficientnet-lite0", description="Registry name or onnx:PATH.")
     backbone_weights: str | None = Field(
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def heads_dir(self) -> Path:
+        """Trained embedding heads (one active head per backbone)."""
+        return self.home / "heads"
 
     @property
     def datasets_dir(self) -> Path:

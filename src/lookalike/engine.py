@@ -66,15 +66,15 @@ def index_manifest(extractor: FeatureExtractor, head: EmbeddingHead) -> IndexMan
     return IndexManifest(model_version(extractor, head), extractor.fingerprint, head.checksum, head.dim)
 
 
-def head_path(models_dir: Path, backbone: str) -> Path:
+def head_path(heads_dir: Path, backbone: str) -> Path:
     """Where the active embedding head for a backbone lives."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
-    return models_dir / "heads" / f"{safe}.npz"
+    return heads_dir / f"{safe}.npz"
 
 
-def load_head(models_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
+def load_head(heads_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
     """The trained head for this backbone, or the identity head when none was trained yet."""
-    path = head_path(models_dir, extractor.name)
+    path = head_path(heads_dir, extractor.name)
     if not path.is_file():
         return identity_head(extractor.num_features, extractor.fingerprint)
     head = EmbeddingHead.load(path)
@@ -100,7 +100,7 @@ def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: boo
     Raises ModelMismatchError when the saved index was built by another model (unless ``fresh_index``).
     """
     extractor = load_extractor(settings)
-    head = load_head(settings.resolved_models_dir, extractor)
+    head = load_head(settings.heads_dir, extractor)
     manifest = index_manifest(extractor, head)
     if FaissStore.exists(settings.index_dir) and not fresh_index:
         store = FaissStore.load(settings.index_dir, manifest)

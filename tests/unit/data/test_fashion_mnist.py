@@ -21,44 +21,7 @@ from lookalike.data import fashion_mnist as fm
 from lookalike.data.sources import open_source, read_manifest
 from lookalike.errors import DatasetError
 
-_TYPE_CODES = {
-    np.dtype(np.uint8): 0x08,
-    np.dtype(np.int8): 0x09,
-    np.dtype(np.int16): 0x0B,
-    np.dtype(np.int32): 0x0C,
-    np.dtype(np.float32): 0x0D,
-    np.dtype(np.float64): 0x0E,
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode ``array`` in idx format (big-endian)."""
-    code = _TYPE_CODES[array.dtype]
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, *, gz: bool = True) -> Path:
-    data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
-
-
-def make_dataset(folder: Path, n_train: int = 12, n_test: int = 6, *, gz: bool = True, seed: int = 0) -> dict:
-    """Write the four idx files of a tiny Fashion-MNIST look-alike; return the arrays."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        for f in fm.FILES:
-            if f.split != split:
-                continue
-            name = f.name if gz else f.plain_name
-            write_idx(folder / name, images if f.kind == "images" else labels, gz=gz)
-        arrays[split] = (images, labels)
-    return arrays
+from imagegen import idx_bytes, make_dataset, write_idx  # noqa: E402,F401
 
 
 @pytest.fixture

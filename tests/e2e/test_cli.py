@@ -1,0 +1,94 @@
+"""The CLI end to end, as a user runs it: real processes, a generated catalog, a temporary home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lookalike.data import fashion_mnist as fm
+
+from imagegen import make_dataset
+
+
+@pytest.fixture
+def lookalike(tmp_path: Path, models_dir: Path, extractor):  # extractor: export the backbone once, up front
+    env = {**os.environ, "LOOKALIKE_HOME": str(tmp_path / "home"), "LOOKALIKE_MODELS_DIR": str(models_dir),
+           "LOOKALIKE_BATCH_SIZE": "8"}
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True,
+                                text=True, timeout=300)
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "extra"
+    (bad / "stripes").mkdir(parents=True)
+    (bad / "stripes" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    first = lookalike("ingest", str(catalog_dir))
+    assert "added 18 of 18 images" in first.stdout
+    second = lookalike("ingest", str(bad), "--report", str(tmp_path / "skipped.json"))
+    assert "1 skipped" in second.stdout and "corrupt.png" in second.stdout
+    assert json.loads((tmp_path / "skipped.json").read_text())[0]["path"].endswith("corrupt.png")
+    again = lookalike("ingest", str(catalog_dir))
+    assert "added 0 of 18 images (18 already in the catalog" in again.stdout
+
+    result = lookalike("search", str(query_dir), "-k", "3", "--json")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 6
+    for line in lines:
+        assert [r["rank"] for r in line["results"]] == [1, 2, 3]
+        assert {"id", "score", "category", "path"} <= set(line["results"][0])
+    hits = sum(Path(line["query"]).parent.name == line["results"][0]["category"] for line in lines)
+    assert hits >= 5
+
+    filtered = lookalike("search", str(next(query_dir.rglob("*.jpg"))), "--category", "checks", "--json")
+    assert {r["category"] for r in json.loads(filtered.stdout)["results"]} == {"checks"}
+
+    info = json.loads(lookalike("info", "--json").stdout)
+    assert info["items"] == 18 and info["index"]["type"] == "Flat" and info["dim"] == 1280
+
+    trained = lookalike("train", str(catalog_dir), "--dim", "8")
+    assert "reindexed 18 catalog items" in trained.stdout
+    info = json.loads(lookalike("info", "--json").stdout)
+    assert info["dim"] == 8 and info["head"].startswith("pca-8@") and info["index"]["count"] == 18
+    assert len(lookalike("search", str(query_dir), "--json").stdout.splitlines()) == 6
+
+
+def test_bad_inputs_get_clear_errors(lookalike, catalog_dir: Path, tmp_path: Path) -> None:
+    missing = lookalike("ingest", str(tmp_path / "nowhere"), ok=False)
+    assert missing.returncode == 1 and "error:" in missing.stderr and "Traceback" not in missing.stderr
+    empty = tmp_path / "q.png"
+    empty.write_bytes(b"")
+    result = lookalike("search", str(empty), "--json", ok=False)
+    assert result.returncode == 1 and "empty" in result.stderr.lower()  # empty catalog, said plainly
+    lookalike("ingest", str(catalog_dir))
+    result = lookalike("search", str(empty), str(next(catalog_dir.rglob("*.png"))), "--json", ok=False)
+    assert result.returncode == 2  # one query failed, the other was answered
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "error" in lines[0] and lines[1]["results"]
+    zero_k = lookalike("search", str(next(catalog_dir.rglob("*.png"))), "-k", "0", ok=False)
+    assert zero_k.returncode == 1 and "k must be" in zero_k.stderr
+
+
+def test_import_fashion_mnist_then_ingest_one_split(lookalike, tmp_path: Path) -> None:
+    make_dataset(tmp_path / "idx", n_train=12, n_test=6)
+    out = tmp_path / "fmnist"
+    refused = lookalike("import", "fashion-mnist", "--data-dir", str(tmp_path / "idx"), "--out", str(out), ok=False)
+    assert refused.returncode == 1 and "checksum" in refused.stderr.lower()  # generated data is not the real set
+    lookalike("import", "fashion-mnist", "--data-dir", str(tmp_path / "idx"), "--out", str(out), "--no-verify")
+    manifest = out / "manifest.csv"
+    assert len(manifest.read_text().splitlines()) == 19
+    result = lookalike("ingest", str(manifest), "--split", "test")
+    assert "added 6 of 6 images" in result.stdout
+    info = json.loads(lookalike("info", "--json").stdout)
+    assert set(info["categories"]) == set(fm.CATEGORIES[:6])

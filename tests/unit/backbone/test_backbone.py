@@ -1,0 +1,80 @@
+"""Backbones: registry, ONNX export that matches PyTorch, preprocessing, ResNet-50 loading, onnx:PATH."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lookalike.backbone.models import ResNet50Trunk, efficientnet_lite_features
+from lookalike.backbone.registry import REGISTRY, get_spec
+from lookalike.backbone.runtime import load_backbone
+from lookalike.errors import BackboneError
+
+from imagegen import make_image
+
+
+def test_registry_names_and_preprocessing():
+    assert {"efficientnet-lite0", "efficientnet-lite2", "resnet50"} <= set(REGISTRY)
+    lite0 = get_spec("efficientnet-lite0")
+    assert lite0.preprocessing.input_size == 224 and lite0.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert get_spec("resnet50").num_features == 2048
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        get_spec("vgg16")
+
+
+def test_exported_lite0_matches_pytorch_eager(extractor):
+    assert extractor.num_features == 1280
+    image = make_image("circles", 1)
+    batch = extractor.prepare(image)[None]
+    expected = efficientnet_lite_features("lite0", None)(torch.from_numpy(batch)).detach().numpy()
+    assert np.allclose(extractor(batch), expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_prepare_pads_to_square_and_normalizes(extractor):
+    tall = Image.new("RGB", (50, 100), (0, 0, 0))
+    x = extractor.prepare(tall)
+    assert x.shape == (3, 224, 224) and x.dtype == np.float32
+    assert x[:, 112, 2] == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)  # white padding -> +1 in [-1, 1]
+    assert x[:, 112, 112] == pytest.approx([-1.0, -1.0, -1.0], abs=1e-5)  # black garment -> -1
+
+
+def test_export_is_reused_not_repeated(models_dir, extractor):
+    again = load_backbone("efficientnet-lite0", models_dir)
+    assert again.fingerprint == extractor.fingerprint
+
+
+def test_resnet50_loads_a_torchvision_style_weights_file(tmp_path):
+    torch.manual_seed(0)
+    state = ResNet50Trunk().state_dict()
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)  # as torchvision saves
+    weights = tmp_path / "resnet50-random.pth"
+    torch.save(state, weights)
+    backbone = load_backbone("resnet50", tmp_path / "models", weights=str(weights))
+    assert backbone.num_features == 2048 and backbone.preprocessing.input_size == 224
+    features = backbone(np.stack([backbone.prepare(make_image("checks", i)) for i in range(2)]))
+    assert features.shape == (2, 2048) and np.isfinite(features).all()
+
+
+def test_resnet50_weights_that_do_not_fit_are_refused(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    with pytest.raises((BackboneError, RuntimeError)):
+        load_backbone("resnet50", tmp_path / "models", weights=str(bad))
+    with pytest.raises(BackboneError, match="not found"):
+        load_backbone("resnet50", tmp_path / "models", weights=str(tmp_path / "missing.pth"))
+
+
+def test_external_onnx_backbone_with_sidecar(tmp_path, models_dir, extractor):
+    model = tmp_path / "mine.onnx"
+    shutil.copy(models_dir / "efficientnet-lite0" / "backbone.onnx", model)
+    with pytest.raises(BackboneError, match="sidecar"):
+        load_backbone(f"onnx:{model}", tmp_path)
+    (tmp_path / "mine.onnx.json").write_text(json.dumps({"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}))
+    external = load_backbone(f"onnx:{model}", tmp_path)
+    batch = external.prepare(make_image("stripes", 2))[None]
+    assert np.allclose(external(batch), extractor(batch), atol=1e-5)
+    with pytest.raises(BackboneError, match="not found"):
+        load_backbone(f"onnx:{tmp_path / 'nope.onnx'}", tmp_path)
