@@ -225,7 +225,7 @@ def search(
                 try:
                     responses = service.search_images(list(chunk), k, category)
                 except ImageDecodeError:
-                    responses = [None] * len(chunk)  # find which ones: search them one by one
+                    responses = [None] * len(chunk)  # type: ignore[list-item]  # find the bad ones one by one
                     for i, query in enumerate(chunk):
                         try:
                             responses[i] = service.search_images([query], k, category)[0]

@@ -121,7 +121,8 @@ class Catalog:
     def delete_items(self, ids: Iterable[int]) -> int:
         wanted = [int(i) for i in ids]
         with self.session() as session, session.begin():
-            return session.execute(delete(Item).where(Item.id.in_(wanted))).rowcount or 0
+            result = session.execute(delete(Item).where(Item.id.in_(wanted)))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def set_model_version(self, ids: Sequence[int], model_version: str) -> None:
         with self.session() as session, session.begin():

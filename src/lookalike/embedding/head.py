@@ -78,7 +78,7 @@ class EmbeddingHead:
         meta = {"kind": self.kind, "in_dim": self.in_dim, "backbone": self.backbone, "info": self.info,
                 "layers": len(self.weights)}
         buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(buffer.getvalue())

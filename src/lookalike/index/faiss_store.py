@@ -149,7 +149,7 @@ class FaissStore:
     def _params(self, k: int, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
         elif isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF()
@@ -170,13 +170,15 @@ class FaissStore:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
         with self._lock:
+            selector: faiss.IDSelector | None
             if category is not None:
                 allowed = self._category_ids(category)
                 if len(allowed) == 0:
                     return empty
                 selector = faiss.IDSelectorBatch(allowed)
             elif self._tombstones:
-                selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
+                deleted = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64))  # kept alive until searched
+                selector = faiss.IDSelectorNot(deleted)
             else:
                 selector = None
             if self._index.ntotal == 0:
@@ -237,7 +239,7 @@ class FaissStore:
         IndexManifest(**fields).check_compatible(expected, str(directory))
         store = cls(directory, expected, data["index_key"])
         try:
-            store._index = faiss.read_index(str(folder / "index.faiss"))
+            store._index = faiss.read_index(str(folder / "index.faiss"))  # type: ignore[assignment]
             store._codes = np.load(folder / "codes.npy")
             store._tombstones = set(np.load(folder / "tombstones.npy").tolist())
         except (RuntimeError, OSError, ValueError) as exc:
