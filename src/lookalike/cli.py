@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.table import Table
 
 from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
+
+if TYPE_CHECKING:
+    from lookalike.embedding.triplet import TrainConfig
 
 app = typer.Typer(help="Lookalike: visual search for fashion catalogs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -151,20 +154,45 @@ def _print_ingest(result, total: int) -> None:  # noqa: ANN001
 def train(
     source: Annotated[Path, typer.Argument(help="Catalog folder or manifest to learn from.")],
     split: Annotated[str | None, typer.Option(help="Only the manifest rows of this split.")] = None,
+    method: Annotated[str, typer.Option(help="triplet (trained, default) or pca (unsupervised).")] = "triplet",
     dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 128,
+    miner: Annotated[str, typer.Option(help="Hard-negative mining: semihard, hard or batch-hard.")] = "",
+    margin: Annotated[float | None, typer.Option(help="Triplet margin.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (early stopping may end sooner).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = True,
     reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex",
                                                 help="Rebuild the index with the new head.")] = True,
 ) -> None:
-    """Fit the embedding head on a catalog's backbone features (cached) and make it the active head."""
-    from lookalike.data.sources import open_source
+    """Train the embedding head on a catalog's (cached) backbone features and make it the active head.
 
+    Positives share an item_id when every item has one, else a category.
+    """
+    from lookalike.data.sources import open_source
+    from lookalike.embedding.triplet import TrainConfig
+
+    if method not in ("triplet", "pca"):
+        raise _fail("--method is triplet or pca")
+    config = TrainConfig(dim=dim, seed=seed, device=device)
+    if miner:
+        if miner not in ("semihard", "hard", "batch-hard"):
+            raise _fail("--miner is semihard, hard or batch-hard")
+        config.miner = miner  # type: ignore[assignment]
+    if margin is not None:
+        config.margin = margin
+    if epochs is not None:
+        config.max_epochs = epochs
     settings = get_settings()
     with _errors():
-        _train(settings, open_source(source, split=split), dim, reindex_after)
+        _train(settings, open_source(source, split=split), method, config, reindex_after, resume)
 
 
-def _train(settings: Settings, entries: list, dim: int, reindex_after: bool) -> None:  # noqa: ANN001
-    from lookalike.embedding.train import collect_features, fit_head
+def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
+           reindex_after: bool, resume: bool = True) -> None:
+    from lookalike.embedding.head import fit_pca_head
+    from lookalike.embedding.train import collect_features
+    from lookalike.embedding.triplet import encode_labels, train_head
     from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
 
@@ -172,8 +200,32 @@ def _train(settings: Settings, entries: list, dim: int, reindex_after: bool) -> 
     featurizer = build_featurizer(settings, extractor)
     with _progress("features") as progress:
         data = collect_features(featurizer, entries, _tracker(progress))
-    head = fit_head(data, extractor.fingerprint, dim)
-    head.save(head_path(settings.heads_dir, extractor.name))
+    path = head_path(settings.heads_dir, extractor.name)
+    if method == "pca":
+        head = fit_pca_head(data.features, extractor.fingerprint, config.dim)
+    else:
+        use_ids = all(e.item_id for e in data.entries)
+        labels = encode_labels([e.item_id if use_ids else e.category for e in data.entries])
+        checkpoint = path.with_suffix(".checkpoint.pt")
+        if not resume:
+            checkpoint.unlink(missing_ok=True)
+        with _progress("training") as progress:
+            task = progress.add_task("epochs", total=config.max_epochs, rate="")
+
+            def on_epoch(stats) -> None:  # noqa: ANN001
+                progress.update(task, completed=stats.epoch,
+                                rate=f"loss {stats.loss:.4f}  val precision@1 {stats.val_precision_at_1:.4f}")
+                if not console.is_terminal:
+                    console.print(f"epoch {stats.epoch}: loss {stats.loss:.4f}, "
+                                  f"val precision@1 {stats.val_precision_at_1:.4f} ({stats.seconds:.1f}s)")
+
+            result = train_head(data.features, labels, extractor.fingerprint, config, checkpoint, on_epoch)
+        checkpoint.unlink(missing_ok=True)
+        head = result.head
+        out.print(f"best validation precision@1 {result.best_val_precision_at_1:.4f} at epoch {result.best_epoch} "
+                  f"({'item ids' if use_ids else 'categories'} as positives; {result.stopped}; "
+                  f"{result.seconds:.0f}s)")
+    head.save(path)
     out.print(f"trained head {head.version} on {len(data.entries)} images ({len(data.failures)} unreadable)")
     if reindex_after:
         engine = open_engine(settings, fresh_index=True, reconcile=False)
@@ -184,6 +236,69 @@ def _train(settings: Settings, entries: list, dim: int, reindex_after: bool) -> 
                 out.print(f"reindexed {rebuilt.added} catalog items with the new head")
         finally:
             engine.close()
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+@app.command()
+def evaluate(
+    queries: Annotated[Path | None, typer.Option(help="Query catalog (folder or manifest).")] = None,
+    gallery: Annotated[Path | None, typer.Option(help="Gallery catalog; default the query manifest.")] = None,
+    query_split: Annotated[str | None, typer.Option(help="Split of the query manifest.")] = "test",
+    gallery_split: Annotated[str | None, typer.Option(help="Split of the gallery manifest.")] = "train",
+    baselines: Annotated[bool, typer.Option(help="Also measure raw pixels and the frozen backbone.")] = False,
+    photo_like: Annotated[int, typer.Option(help="Also query with N photo-like renderings of the queries.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N queries (seeded sample).")] = None,
+) -> None:
+    """Retrieval accuracy of the active model: queries against a gallery (default Fashion-MNIST test vs train).
+
+    Writes report.json, report.md and PNG plots to HOME/reports/<time>/ (the dashboard shows the latest).
+    """
+    import random
+
+    from lookalike.data.photolike import write_photo_like_set
+    from lookalike.data.sources import open_source
+    from lookalike.engine import build_featurizer, load_extractor, load_head
+    from lookalike.evaluation.report import HEADLINE, write_report
+    from lookalike.evaluation.run import evaluate as run_evaluate
+
+    settings = get_settings()
+    default = settings.datasets_dir / "fashion-mnist" / "manifest.csv"
+    query_source = queries or default
+    gallery_source = gallery or query_source
+    with _errors():
+        if not query_source.exists():
+            raise _fail(f"{query_source} not found: run `lookalike import fashion-mnist` or give --queries")
+        query_entries = open_source(query_source, split=query_split if query_source.is_file() else None)
+        gallery_entries = open_source(gallery_source, split=gallery_split if gallery_source.is_file() else None)
+        if limit:
+            query_entries = random.Random(0).sample(query_entries, min(limit, len(query_entries)))
+        sets = {"clean": query_entries}
+        if photo_like:
+            folder = settings.datasets_dir / f"photo-like-{query_source.parent.name}-{query_split}-{photo_like}"
+            sets["photo-like"] = open_source(write_photo_like_set(query_entries, folder, photo_like))
+        extractor = load_extractor(settings)
+        featurizer = build_featurizer(settings, extractor)
+        head = load_head(settings.heads_dir, extractor)
+        with _progress("evaluating") as progress:
+            task = progress.tasks[-1].id
+
+            def track(stage: str, done: int, total: int) -> None:
+                progress.update(task, description=stage, completed=done, total=total)
+
+            rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track)
+        meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": str(query_source),
+                "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
+                "gallery size": len(gallery_entries)}
+        folder = write_report(settings.home / "reports", rows, meta)
+    table = Table(title="retrieval accuracy", title_justify="left")
+    for column in ("model / queries", "n", *HEADLINE):
+        table.add_column(column)
+    for name, m in rows.items():
+        table.add_row(name, str(m.queries), *(f"{m.overall[h]:.4f}" for h in HEADLINE))
+    out.print(table)
+    out.print(f"report: {folder / 'report.md'}")
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -310,6 +425,7 @@ def demo(
 
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
     from lookalike.data.sources import open_source
+    from lookalike.embedding.triplet import TrainConfig
     from lookalike.engine import head_path, load_extractor, open_engine
     from lookalike.errors import ModelMismatchError
     from lookalike.ingest import ingest as run_ingest
@@ -327,7 +443,7 @@ def demo(
         gallery = open_source(manifest, split="train")
         extractor = load_extractor(settings)
         if not head_path(settings.heads_dir, extractor.name).is_file():
-            _train(settings, gallery, dim=128, reindex_after=False)
+            _train(settings, gallery, "triplet", TrainConfig(), reindex_after=False)
         try:
             engine = open_engine(settings)
         except ModelMismatchError:

@@ -1,0 +1,239 @@
+"""Training the embedding head as a triplet network with hard-negative mining (pytorch-metric-learning).
+
+Frozen backbone features in, a small MLP (features -> hidden -> dim, L2-normalized) out. Batches hold
+``m_per_class`` examples of each label (MPerClassSampler), the miner picks the hard or semi-hard triplets
+inside each batch, and TripletMarginLoss pulls positives together and pushes negatives past the margin.
+A held-out validation split measures precision@1 after every epoch; training stops early when it stops
+improving, keeps the best weights, and checkpoints every epoch so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pytorch_metric_learning import losses, miners, samplers
+from torch import nn
+
+from lookalike.embedding.head import EmbeddingHead
+from lookalike.evaluation.metrics import knn
+
+log = logging.getLogger(__name__)
+
+Miner = Literal["semihard", "hard", "batch-hard"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of head training (defaults measured on Fashion-MNIST, see BENCHMARKS.md)."""
+
+    dim: int = 128
+    hidden: int = 1024
+    margin: float = 0.2
+    miner: Miner = "semihard"
+    m_per_class: int = 16
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    max_epochs: int = 30
+    patience: int = 4
+    val_fraction: float = 0.1
+    seed: int = 0
+    max_seconds: float = 110.0
+    device: str = "cpu"
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    val_precision_at_1: float
+    seconds: float
+    mined_triplets: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    head: EmbeddingHead
+    history: list[EpochStats] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_precision_at_1: float = 0.0
+    seconds: float = 0.0
+    stopped: str = ""
+
+
+class HeadNet(nn.Module):
+    """normalize -> Linear -> ReLU -> Dropout -> Linear -> normalize (the same graph EmbeddingHead runs)."""
+
+    def __init__(self, in_dim: int, hidden: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.normalize(features, dim=1)
+        x = self.fc2(self.drop(torch.relu(self.fc1(x))))
+        return nn.functional.normalize(x, dim=1)
+
+    def to_head(self, backbone: str, info: dict) -> EmbeddingHead:
+        layers = [self.fc1, self.fc2]
+        return EmbeddingHead(
+            "triplet", self.fc1.in_features, backbone,
+            [layer.weight.detach().cpu().numpy().T for layer in layers],
+            [layer.bias.detach().cpu().numpy() for layer in layers], info,
+        )
+
+
+def encode_labels(labels: list[str | None]) -> np.ndarray:
+    """Integer codes of string labels (None is not allowed: every training item needs a label)."""
+    if any(label is None for label in labels):
+        raise ValueError("every training item needs a category or an item_id")
+    _, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64)
+
+
+def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train rows, validation rows); labels with a single example stay in training."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_val = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
+        val.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def batch_shape(n_labels: int, m_per_class: int, batch_size: int) -> tuple[int, int]:
+    """(m, batch size) for an m-per-class sampler: with few labels, more examples of each fill the batch."""
+    if n_labels < 2:
+        raise ValueError("training needs at least two different labels")
+    m = max(m_per_class, batch_size // n_labels)
+    return m, m * min(n_labels, max(batch_size // m, 2))
+
+
+def _precision_at_1(net: HeadNet, queries: torch.Tensor, q_labels: np.ndarray, gallery: torch.Tensor,
+                    g_labels: np.ndarray) -> float:
+    net.eval()
+    with torch.no_grad():
+        q = net(queries).cpu().numpy()
+        g = torch.cat([net(chunk) for chunk in gallery.split(8192)]).cpu().numpy()
+    net.train()
+    _, idx = knn(q, g, 1)
+    return float((g_labels[idx[:, 0]] == q_labels).mean())
+
+
+def train_head(
+    features: np.ndarray,
+    labels: np.ndarray,
+    backbone: str,
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """Train the triplet head on (features, integer labels); resumes from ``checkpoint`` when it exists."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = torch.device(config.device)
+    train_rows, val_rows = split_validation(labels, config.val_fraction, config.seed)
+    x = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(device)
+    y = torch.from_numpy(labels).to(device)
+    net = HeadNet(features.shape[1], config.hidden, config.dim, config.dropout).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    loss_fn = losses.TripletMarginLoss(margin=config.margin)
+    miner = (miners.BatchHardMiner() if config.miner == "batch-hard"
+             else miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner))
+    m, batch_size = batch_shape(len(np.unique(labels[train_rows])), config.m_per_class, config.batch_size)
+    result = TrainResult(head=net.to_head(backbone, {}))
+    best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    bad_epochs, start_epoch = 0, 0
+    config_key = json.dumps(asdict(config), sort_keys=True)
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        if saved.get("config") == config_key and saved.get("n") == len(labels):
+            net.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            best_state, bad_epochs, start_epoch = saved["best_state"], saved["bad_epochs"], saved["epoch"]
+            result.history = [EpochStats(**h) for h in saved["history"]]
+            result.best_epoch, result.best_val_precision_at_1 = saved["best_epoch"], saved["best_p1"]
+            torch.set_rng_state(saved["torch_rng"])
+            np.random.set_state(saved["numpy_rng"])  # the m-per-class sampler draws from numpy's global state
+            log.info("resuming head training at epoch %d", start_epoch + 1)
+    val_x, val_y = x[val_rows], labels[val_rows]
+    gal_x, gal_y = x[train_rows], labels[train_rows]
+    net.train()
+    for epoch in range(start_epoch + 1, config.max_epochs + 1):
+        if time.perf_counter() - started > config.max_seconds:
+            result.stopped = f"time budget of {config.max_seconds:.0f}s reached"
+            break
+        epoch_started = time.perf_counter()
+        # a new sampler each epoch: it shuffles its own state, which a resumed run would not have
+        sampler = samplers.MPerClassSampler(labels[train_rows], m=m, batch_size=batch_size,
+                                            length_before_new_iter=len(train_rows))
+        order = train_rows[np.fromiter(iter(sampler), np.int64)]
+        total, batches, mined = 0.0, 0, 0
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            rows = torch.from_numpy(order[start : start + batch_size]).to(device)
+            embeddings = net(x[rows])
+            triplets = miner(embeddings, y[rows])
+            loss = loss_fn(embeddings, y[rows], triplets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+            mined += len(triplets[0])
+        scheduler.step()
+        p1 = _precision_at_1(net, val_x, val_y, gal_x, gal_y) if len(val_rows) else 0.0
+        stats = EpochStats(epoch, total / max(batches, 1), p1, time.perf_counter() - epoch_started,
+                           mined / max(batches, 1))
+        result.history.append(stats)
+        if p1 > result.best_val_precision_at_1 or epoch == 1:
+            result.best_val_precision_at_1, result.best_epoch = p1, epoch
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {
+                "config": config_key, "n": len(labels), "epoch": epoch, "model": net.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "best_state": best_state, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
+                "best_p1": result.best_val_precision_at_1, "history": [asdict(h) for h in result.history],
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            })
+        if on_epoch:
+            on_epoch(stats)
+        if bad_epochs >= config.patience:
+            result.stopped = f"no improvement for {config.patience} epochs"
+            break
+    else:
+        result.stopped = result.stopped or f"{config.max_epochs} epochs"
+    net.load_state_dict(best_state)
+    net.eval()
+    result.seconds = time.perf_counter() - started
+    info = {"config": asdict(config), "best_epoch": result.best_epoch, "samples": len(labels),
+            "val_precision_at_1": result.best_val_precision_at_1, "seconds": round(result.seconds, 1),
+            "stopped": result.stopped}
+    result.head = net.to_head(backbone, info)
+    return result
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
