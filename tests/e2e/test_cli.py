@@ -57,11 +57,36 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     info = json.loads(lookalike("info", "--json").stdout)
     assert info["items"] == 18 and info["index"]["type"] == "Flat" and info["dim"] == 1280
 
-    trained = lookalike("train", str(catalog_dir), "--dim", "8")
+    trained = lookalike("train", str(catalog_dir), "--method", "pca", "--dim", "8")
     assert "reindexed 18 catalog items" in trained.stdout
     info = json.loads(lookalike("info", "--json").stdout)
     assert info["dim"] == 8 and info["head"].startswith("pca-8@") and info["index"]["count"] == 18
     assert len(lookalike("search", str(query_dir), "--json").stdout.splitlines()) == 6
+
+    trained = lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "3", "--miner", "batch-hard")
+    assert "best validation precision@1" in trained.stdout and "reindexed 18 catalog items" in trained.stdout
+    info = json.loads(lookalike("info", "--json").stdout)
+    assert info["head"].startswith("triplet-16@") and info["index"]["dim"] == 16
+
+
+def test_evaluate_writes_a_report_with_baselines(lookalike, catalog_dir: Path, query_dir: Path, tmp_path: Path) -> None:
+    result = lookalike("evaluate", "--queries", str(query_dir), "--gallery", str(catalog_dir), "--baselines",
+                       "--photo-like", "3")
+    assert "report:" in result.stdout
+    folder = Path(result.stdout.split("report:")[1].split()[0]).parent
+    report = json.loads((folder / "report.json").read_text())
+    rows = report["rows"]
+    assert list(rows)[0] == "identity head / clean"
+    assert {"frozen backbone / clean", "raw pixels / clean", "identity head / photo-like"} <= set(rows)
+    clean = rows["identity head / clean"]
+    assert clean["queries"] == 6 and clean["gallery"] == 18
+    assert clean["overall"]["precision@1"] >= 5 / 6
+    assert sum(map(sum, clean["confusion"])) == 6
+    assert rows["identity head / photo-like"]["queries"] == 3
+    for png in ("confusion.png", "per_category.png", "curves.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| category |" in (folder / "report.md").read_text()
+    assert (folder.parent / "LATEST").read_text() == folder.name
 
 
 def test_bad_inputs_get_clear_errors(lookalike, catalog_dir: Path, tmp_path: Path) -> None:

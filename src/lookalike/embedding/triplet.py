@@ -182,7 +182,7 @@ def train_head(
         epoch_started = time.perf_counter()
         # a new sampler each epoch: it shuffles its own state, which a resumed run would not have
         sampler = samplers.MPerClassSampler(labels[train_rows], m=m, batch_size=batch_size,
-                                            length_before_new_iter=len(train_rows))
+                                            length_before_new_iter=max(len(train_rows), batch_size))
         order = train_rows[np.fromiter(iter(sampler), np.int64)]
         total, batches, mined = 0.0, 0, 0
         for start in range(0, len(order) - batch_size + 1, batch_size):
