@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".lookalike"
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(2048, ge=1, description="Ingest saves the index every N items.")
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+    api_token: SecretStr | None = Field(None, description="Bearer token for catalog changes; unset = read-only.")
+    max_upload_mb: float = Field(10.0, gt=0, description="Largest accepted upload.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
 
     @cached_property
     def resolved_models_dir(self) -> Path:

@@ -98,6 +98,16 @@ class Catalog:
             rows = session.scalars(select(Item).where(Item.id.in_(wanted))).all() if wanted else []
             return {row.id: ItemRecord.of(row) for row in rows}
 
+    def get_items_by_paths(self, paths: Iterable[str]) -> list[ItemRecord]:
+        wanted = list(paths)
+        with self.session() as session:
+            rows = session.scalars(select(Item).where(Item.path.in_(wanted)).order_by(Item.id)).all() if wanted else []
+            return [ItemRecord.of(row) for row in rows]
+
+    def count_searches(self) -> int:
+        with self.session() as session:
+            return int(session.scalar(select(func.count(Search.id))) or 0)
+
     def get_item(self, item_id: int) -> ItemRecord | None:
         with self.session() as session:
             row = session.get(Item, item_id)

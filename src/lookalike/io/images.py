@@ -304,3 +304,12 @@ def _too_large_from_pillow(exc: Exception, max_pixels: int) -> ImageTooLargeErro
 
 def _describe(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def thumbnail_jpeg(source: bytes | str | os.PathLike[str], size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A JPEG of the image fitted into ``size`` x ``size`` (small images are not enlarged)."""
+    image = decode_image(source, max_pixels=max_pixels, draft_size=size)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()

@@ -1,0 +1,34 @@
+"""What the service holds while it runs: the engine, the search service, calibration, and a write lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lookalike.confidence import ConfidenceModel, load_or_calibrate
+from lookalike.config import Settings
+from lookalike.engine import Engine
+from lookalike.search import SearchService
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    service: SearchService
+    confidence: ConfidenceModel
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.time)
+    map_lock: threading.Lock = field(default_factory=threading.Lock)
+    embedding_map: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, engine: Engine) -> AppState:
+        confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
+        return cls(settings, engine, SearchService(engine), confidence)
+
+    def recalibrate(self) -> None:
+        """Refit confidence after the catalog changed a lot (cheap check; refits at 20% size change)."""
+        self.confidence = load_or_calibrate(self.engine, self.settings.index_dir / "confidence.json")

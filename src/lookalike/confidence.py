@@ -1,0 +1,118 @@
+"""Calibrated confidence for a similarity score, fitted on the catalog itself.
+
+Sample catalog items, search their nearest neighbours (themselves excluded) and record, for each
+(score, neighbour) pair, whether the neighbour shares the item's category. A logistic curve fitted to those
+pairs turns any cosine score into "the probability that a result this similar is the same kind of garment".
+A catalog without categories gets the empirical rank of the score among neighbour scores instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lookalike.engine import Engine
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 1000
+NEIGHBOURS = 10
+
+
+@dataclass
+class ConfidenceModel:
+    """``sigmoid(slope * score + intercept)``, or the empirical CDF of ``quantiles`` when uncategorized."""
+
+    model_version: str
+    items: int
+    slope: float = 0.0
+    intercept: float = 0.0
+    quantiles: list[float] | None = None
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, np.float64)
+        if self.quantiles:
+            return np.interp(scores, self.quantiles, np.linspace(0, 1, len(self.quantiles)))
+        return 1.0 / (1.0 + np.exp(-(self.slope * scores + self.intercept)))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ConfidenceModel | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Maximum-likelihood (slope, intercept) of P(y=1 | x) by Newton's method, lightly regularized."""
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    w = np.zeros(2)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-design @ w))
+        gradient = design.T @ (p - y) + 1e-3 * w
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-3 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(w[0]), float(w[1])
+
+
+def calibrate(engine: Engine, seed: int = 0) -> ConfidenceModel:
+    """Fit the confidence model on a sample of the catalog's items."""
+    ids = engine.store.ids()
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(ids, size=min(SAMPLE, len(ids)), replace=False) if len(ids) else ids
+    records = engine.catalog.get_items(sample.tolist())
+    cache = engine.featurizer.cache
+    keys = [records[int(i)].content_hash for i in sample if int(i) in records]
+    found, features = cache.get(keys) if cache is not None else (np.zeros(0, bool), None)
+    chosen = [int(i) for i in sample if int(i) in records]
+    chosen = [i for i, ok in zip(chosen, found, strict=True) if ok]
+    model = ConfidenceModel(engine.model_version, len(ids))
+    if len(chosen) < 2 or features is None:
+        return model
+    vectors = engine.embed(features[found])
+    scores, neighbours = engine.store.search(vectors, NEIGHBOURS + 1)
+    neighbour_records = engine.catalog.get_items(int(n) for n in np.unique(neighbours) if n >= 0)
+    xs, ys = [], []
+    for item, row_scores, row_ids in zip(chosen, scores, neighbours, strict=True):
+        category = records[item].category
+        for score, other in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+            if other == item or other not in neighbour_records:
+                continue
+            xs.append(score)
+            ys.append(neighbour_records[other].category == category and category is not None)
+    x, y = np.asarray(xs), np.asarray(ys, np.float64)
+    if len(x) == 0:
+        return model
+    if 0 < y.mean() < 1 and any(records[i].category for i in chosen):
+        model.slope, model.intercept = fit_logistic(x, y)
+    else:
+        model.quantiles = np.quantile(x, np.linspace(0, 1, 21)).tolist()
+    log.info("confidence calibrated on %d neighbour pairs", len(x))
+    return model
+
+
+def load_or_calibrate(engine: Engine, path: Path) -> ConfidenceModel:
+    """The cached model for this index version and roughly this size, else a freshly fitted one."""
+    model = ConfidenceModel.load(path)
+    size = len(engine.store)
+    if model and model.model_version == engine.model_version and abs(model.items - size) <= 0.2 * max(size, 1):
+        return model
+    model = calibrate(engine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model
