@@ -412,6 +412,30 @@ def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         out.print(f"[bold]{key}[/]: {value}")
 
 
+# --- serve --------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default LOOKALIKE_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default LOOKALIKE_PORT, 8000).")] = None,
+) -> None:
+    """Serve the REST API and the dashboard."""
+    settings = get_settings()
+    _serve(settings, host or settings.host, port or settings.port)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from lookalike.api.main import create_app
+
+    with _errors():
+        application = create_app(settings)
+        out.print(f"Lookalike dashboard: http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 # --- demo ---------------------------------------------------------------------------------------
 
 
