@@ -255,6 +255,17 @@ def evaluate(
 
     Writes report.json, report.md and PNG plots to HOME/reports/<time>/ (the dashboard shows the latest).
     """
+    settings = get_settings()
+    query_source = queries or settings.datasets_dir / "fashion-mnist" / "manifest.csv"
+    with _errors():
+        if not query_source.exists():
+            raise _fail(f"{query_source} not found: run `lookalike import fashion-mnist` or give --queries")
+        _evaluate(settings, query_source, gallery or query_source, query_split, gallery_split, baselines, photo_like,
+                  limit)
+
+
+def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, query_split: str | None,
+              gallery_split: str | None, baselines: bool, photo_like: int, limit: int | None) -> None:
     import random
 
     from lookalike.data.photolike import write_photo_like_set
@@ -263,35 +274,28 @@ def evaluate(
     from lookalike.evaluation.report import HEADLINE, write_report
     from lookalike.evaluation.run import evaluate as run_evaluate
 
-    settings = get_settings()
-    default = settings.datasets_dir / "fashion-mnist" / "manifest.csv"
-    query_source = queries or default
-    gallery_source = gallery or query_source
-    with _errors():
-        if not query_source.exists():
-            raise _fail(f"{query_source} not found: run `lookalike import fashion-mnist` or give --queries")
-        query_entries = open_source(query_source, split=query_split if query_source.is_file() else None)
-        gallery_entries = open_source(gallery_source, split=gallery_split if gallery_source.is_file() else None)
-        if limit:
-            query_entries = random.Random(0).sample(query_entries, min(limit, len(query_entries)))
-        sets = {"clean": query_entries}
-        if photo_like:
-            folder = settings.datasets_dir / f"photo-like-{query_source.parent.name}-{query_split}-{photo_like}"
-            sets["photo-like"] = open_source(write_photo_like_set(query_entries, folder, photo_like))
-        extractor = load_extractor(settings)
-        featurizer = build_featurizer(settings, extractor)
-        head = load_head(settings.heads_dir, extractor)
-        with _progress("evaluating") as progress:
-            task = progress.tasks[-1].id
+    query_entries = open_source(query_source, split=query_split if query_source.is_file() else None)
+    gallery_entries = open_source(gallery_source, split=gallery_split if gallery_source.is_file() else None)
+    if limit:
+        query_entries = random.Random(0).sample(query_entries, min(limit, len(query_entries)))
+    sets = {"clean": query_entries}
+    if photo_like:
+        folder = settings.datasets_dir / f"photo-like-{query_source.parent.name}-{query_split}-{photo_like}"
+        sets["photo-like"] = open_source(write_photo_like_set(query_entries, folder, photo_like))
+    extractor = load_extractor(settings)
+    featurizer = build_featurizer(settings, extractor)
+    head = load_head(settings.heads_dir, extractor)
+    with _progress("evaluating") as progress:
+        task = progress.tasks[-1].id
 
-            def track(stage: str, done: int, total: int) -> None:
-                progress.update(task, description=stage, completed=done, total=total)
+        def track(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
 
-            rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track)
-        meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": str(query_source),
-                "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
-                "gallery size": len(gallery_entries)}
-        folder = write_report(settings.home / "reports", rows, meta)
+        rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track)
+    meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": str(query_source),
+            "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
+            "gallery size": len(gallery_entries)}
+    folder = write_report(settings.home / "reports", rows, meta)
     table = Table(title="retrieval accuracy", title_justify="left")
     for column in ("model / queries", "n", *HEADLINE):
         table.add_column(column)
@@ -443,8 +447,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 def demo(
     queries: Annotated[int, typer.Option(help="Test images to search for the accuracy summary.")] = 1000,
     examples: Annotated[int, typer.Option(help="Example result lists to print.")] = 3,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the dashboard afterwards.")] = True,
 ) -> None:
-    """The whole flow on Fashion-MNIST: import, train the head, ingest the 60,000 training images, search."""
+    """The main job on Fashion-MNIST: import, train the head (or reuse it), ingest the 60,000 training images,
+    evaluate, search, then serve the dashboard at http://127.0.0.1:8000. A second run reuses everything."""
     import random
 
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
@@ -452,6 +458,7 @@ def demo(
     from lookalike.embedding.triplet import TrainConfig
     from lookalike.engine import head_path, load_extractor, open_engine
     from lookalike.errors import ModelMismatchError
+    from lookalike.evaluation.report import latest_report
     from lookalike.ingest import ingest as run_ingest
     from lookalike.ingest import reindex as run_reindex
     from lookalike.search import SearchService
@@ -491,9 +498,14 @@ def demo(
                         out.print(f"query {entry.path.name} ({entry.category})")
                         _print_response(entry.path, response, as_json=False)
             out.print(f"category precision@1 over {len(sample)} test queries: {correct / len(sample):.4f}")
-            out.print("search your own image: lookalike search PATH.jpg -k 5")
+            model = engine.model_version
         finally:
             engine.close()
+        report = latest_report(settings.home / "reports")
+        if report is None or json.loads((report / "report.json").read_text())["meta"]["model"] != model:
+            _evaluate(settings, manifest, manifest, "test", "train", baselines=True, photo_like=1000, limit=None)
+    if serve_after:
+        _serve(settings, settings.host, settings.port)
 
 
 def run() -> None:  # pragma: no cover - console entry point
