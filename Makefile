@@ -17,15 +17,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages: the Fashion-MNIST files (the demo downloads them instead where apt is unavailable).
+# Debian packages: the Fashion-MNIST files (the demo downloads them instead where apt is unavailable) and
+# Chromium for the browser tests. Installed only when missing, and only where apt-get can run as root.
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium
 system-deps:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then echo "please install:$$missing (apt-get install$$missing)"; fi
 
 demo: setup system-deps
 	$(BIN)/lookalike demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest
 
 lint: setup

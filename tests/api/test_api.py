@@ -147,3 +147,10 @@ def test_empty_catalog_search_is_a_clear_409(settings):
     with TestClient(create_app(settings)) as client:
         response = search(client, jpeg("checks", 1))
         assert response.status_code == 409 and "empty" in response.json()["detail"]
+
+
+def test_oversized_upload_is_refused_with_413(api_settings, catalog_dir):
+    small = api_settings.model_copy(update={"max_upload_mb": 0.05})
+    with TestClient(create_app(small)) as client:
+        response = client.post("/api/search", files={"file": ("big.jpg", b"\xff" * 200_000, "image/jpeg")})
+        assert response.status_code == 413 and "limit" in response.json()["detail"]

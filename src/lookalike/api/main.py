@@ -30,6 +30,7 @@ from lookalike.errors import (
 )
 
 log = logging.getLogger(__name__)
+MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file itself
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 STATUS_OF: list[tuple[type[LookalikeError], int]] = [
@@ -71,6 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
+
+    limit = int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
+
+    @app.middleware("http")
+    async def refuse_oversized_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
+        """413 from the declared Content-Length, before any of the body is read."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return JSONResponse({"detail": f"request body larger than the {settings.max_upload_mb:g} MB limit"},
+                                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        return await call_next(request)
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, exc: LookalikeError) -> JSONResponse:
