@@ -34,7 +34,7 @@ MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file i
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 STATUS_OF: list[tuple[type[LookalikeError], int]] = [
-    (ImageTooLargeError, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE),
+    (ImageTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (ImageDecodeError, status.HTTP_400_BAD_REQUEST),
     (InvalidRequestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (NotFoundError, status.HTTP_404_NOT_FOUND),
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return JSONResponse({"detail": f"request body larger than the {settings.max_upload_mb:g} MB limit"},
-                                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+                                status_code=status.HTTP_413_CONTENT_TOO_LARGE)
         return await call_next(request)
 
     @app.exception_handler(LookalikeError)

@@ -14,7 +14,7 @@ def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     while chunk := upload.file.read(CHUNK):
         size += len(chunk)
         if size > max_bytes:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                 f"{upload.filename or 'upload'} is larger than the {max_bytes // 2**20} MB limit")
         parts.append(chunk)
     if size == 0:
