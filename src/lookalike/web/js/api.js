@@ -1,0 +1,52 @@
+// The REST API, one function per endpoint. Errors carry the API's `detail` message.
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+function describe(status, body) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (status === 413) return "The file is too large.";
+  if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`;
+  return `The request failed (HTTP ${status}).`;
+}
+
+/** fetch + JSON; throws ApiError for an HTTP error, lets AbortError through. */
+export async function request(url, options = {}) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" }, ...options });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "Can't reach the Lookalike server. Is it running?");
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, describe(response.status, body));
+  return { status: response.status, body };
+}
+
+export async function searchImage(blob, filename, { k, category, signal }) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  form.append("k", String(k));
+  if (category) form.append("category", category);
+  return (await request("/api/search", { method: "POST", body: form, signal })).body;
+}
+
+export async function similarTo(id, { k, category, signal }) {
+  const params = new URLSearchParams({ k: String(k) });
+  if (category) params.set("category", category);
+  return (await request(`/api/items/${encodeURIComponent(id)}/similar?${params}`, { signal })).body;
+}
+
+export const getCategories = async () => (await request("/api/categories")).body;
+export const getStats = async () => (await request("/api/stats")).body;
+export const getHistory = async (limit = 8) => (await request(`/api/history?limit=${limit}`)).body;
+export const getEmbeddingMap = async () => request("/api/embedding-map");
+export const getReport = async () => (await request("/api/report")).body;
+
+export const thumbnailUrl = (id) => `/api/items/${encodeURIComponent(id)}/image?size=thumb`;
+export const imageUrl = (id) => `/api/items/${encodeURIComponent(id)}/image`;

@@ -1,0 +1,148 @@
+// The query image: chosen, dropped, pasted or photographed; previewed, optionally cropped.
+
+import { createCamera } from "./camera.js";
+import { createCropper, cropToBlob } from "./crop.js";
+import { $ } from "./dom.js";
+
+const formatBytes = (n) => (n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).toFixed(0)} KB`
+  : `${(n / 2 ** 20).toFixed(1)} MB`);
+
+function firstImageFile(list) {
+  const files = Array.from(list || []);
+  return files.find((file) => file.type.startsWith("image/")) || files[0] || null;
+}
+
+/** Show small images (icons, 96 px test images) at a comfortable size; large ones are capped by CSS. */
+function enlargeSmall(image, target = 220) {
+  const longest = Math.max(image.naturalWidth, image.naturalHeight);
+  const scale = longest && longest < target ? Math.min(4, target / longest) : 1;
+  image.style.width = scale > 1 ? `${Math.round(image.naturalWidth * scale)}px` : "";
+}
+
+export function createQueryInput({ onReady, onError }) {
+  const dropzone = $("#dropzone");
+  const preview = $("#preview");
+  const image = $("#preview-img");
+  const fallback = $("#preview-fallback");
+  const caption = $("#preview-caption");
+  const cropHint = $("#crop-hint");
+  const cropClear = $("#crop-clear");
+  const fileInput = $("#file");
+  let current = null; // {blob, name, url, previewOk}
+
+  const cropper = createCropper({
+    surface: preview, image, box: $("#crop-box"),
+    onChange: (region) => { cropClear.hidden = !region; updateCaption(); },
+  });
+
+  function updateCaption() {
+    if (!current) return;
+    const crop = cropper.region();
+    const cropText = crop ? ` · searching the selected ${Math.round(crop.w * 100)}% × ${Math.round(crop.h * 100)}%`
+      : "";
+    caption.textContent = `${current.name} · ${formatBytes(current.blob.size)}${cropText}`;
+    caption.hidden = false;
+  }
+
+  function setImage(blob, name) {
+    if (current?.url) URL.revokeObjectURL(current.url);
+    current = { blob, name: name || "image", url: URL.createObjectURL(blob), previewOk: false };
+    cropper.clear();
+    $("#drop-hint").hidden = true;
+    preview.hidden = false;
+    image.hidden = false;
+    fallback.hidden = true;
+    cropHint.hidden = true;
+    image.src = current.url;
+    updateCaption();
+    onReady(current);
+  }
+
+  image.addEventListener("load", () => {
+    if (!current) return;
+    enlargeSmall(image);
+    current.previewOk = true;
+    cropHint.hidden = false;
+  });
+  image.addEventListener("error", () => {
+    if (!current || !image.getAttribute("src")) return;
+    current.previewOk = false;
+    image.hidden = true;
+    fallback.hidden = false;
+    cropHint.hidden = true;
+  });
+  cropClear.addEventListener("click", () => cropper.clear());
+
+  fileInput.addEventListener("change", () => {
+    const file = fileInput.files?.[0];
+    if (file) setImage(file, file.name);
+  });
+
+  bindDragAndDrop(dropzone, (file) => setImage(file, file.name));
+  bindPaste((file) => setImage(file, file.name && file.name !== "image.png" ? file.name : "pasted-image.png"));
+  dropzone.addEventListener("click", (event) => {
+    if (!current && event.target.closest("#drop-hint")) fileInput.click();
+  });
+
+  const camera = createCamera({
+    container: $("#camera"), video: $("#camera-video"), captureButton: $("#capture-btn"),
+    cancelButton: $("#camera-cancel"), fileInput: $("#camera-input"),
+    onCapture: (blob, name) => setImage(blob, name), onError,
+  });
+  $("#camera-btn").addEventListener("click", () => camera.open());
+
+  return {
+    hasImage: () => Boolean(current),
+    /** What to send: the crop when one is drawn, else the original bytes. */
+    async payload() {
+      if (!current) return null;
+      const region = cropper.region();
+      if (region && current.previewOk) {
+        const base = current.name.replace(/\.[^.]+$/, "");
+        return { blob: await cropToBlob(image, region), name: `crop-of-${base}.jpg` };
+      }
+      return { blob: current.blob, name: current.name };
+    },
+  };
+}
+
+function bindDragAndDrop(zone, onFile) {
+  let depth = 0;
+  const isFileDrag = (event) => Array.from(event.dataTransfer?.types || []).includes("Files");
+  zone.addEventListener("dragenter", (event) => {
+    if (!isFileDrag(event)) return;
+    event.preventDefault();
+    depth += 1;
+    zone.classList.add("is-dragging");
+  });
+  zone.addEventListener("dragover", (event) => {
+    if (!isFileDrag(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  zone.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) zone.classList.remove("is-dragging");
+  });
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    zone.classList.remove("is-dragging");
+    const file = firstImageFile(event.dataTransfer?.files);
+    if (file) onFile(file);
+  });
+  // A file dropped anywhere else must not navigate away from the dashboard.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+}
+
+function bindPaste(onFile) {
+  document.addEventListener("paste", (event) => {
+    const target = event.target;
+    if (target instanceof HTMLInputElement && target.type === "text") return;
+    const file = firstImageFile(event.clipboardData?.files);
+    if (!file || !file.type.startsWith("image/")) return;
+    event.preventDefault();
+    onFile(file);
+  });
+}

@@ -1,0 +1,74 @@
+// The ranked results grid: one card per result, best first; a card click asks for "more like this".
+
+import { categoryColor } from "./colors.js";
+import { el, formatPercent, formatScore } from "./dom.js";
+
+function confidenceLevel(confidence) {
+  if (confidence >= 0.7) return { key: "high", label: "Strong match" };
+  if (confidence >= 0.35) return { key: "medium", label: "Possible match" };
+  return { key: "low", label: "Weak match" };
+}
+
+function categoryChip(category) {
+  return el("span", { class: "chip" }, [
+    el("span", { class: "dot", style: `background:${categoryColor(category)}`, "aria-hidden": "true" }),
+    el("span", { class: "chip-text", text: category ?? "uncategorised" }),
+  ]);
+}
+
+function scoreBar(score) {
+  const width = Math.max(0, Math.min(1, score)) * 100;
+  return el("span", { class: "score" }, [
+    el("span", { class: "score-label", text: "Similarity" }),
+    el("span", { class: "score-bar", "aria-hidden": "true" }, [el("span", { style: `width:${width.toFixed(1)}%` })]),
+    el("span", { class: "score-value", text: formatScore(score) }),
+  ]);
+}
+
+function resultLabel(result) {
+  return `Rank ${result.rank}: ${result.category ?? "uncategorised"}, item ${result.id}, similarity `
+    + `${formatScore(result.score)}, confidence ${formatPercent(result.confidence)}. Show more like this.`;
+}
+
+export function resultCard(result, onSelect) {
+  const level = confidenceLevel(result.confidence);
+  const subtitle = result.item_id ? `Item ${result.id} · ${result.item_id}` : `Item ${result.id}`;
+  const button = el("button", {
+    type: "button", class: "result-card", "aria-label": resultLabel(result), title: "Show more like this",
+    dataset: {
+      rank: result.rank, id: result.id, score: result.score, confidence: result.confidence,
+      category: result.category ?? "",
+    },
+    onclick: () => onSelect(result),
+  }, [
+    el("span", { class: "thumb" }, [
+      el("img", { src: result.thumbnail_url, alt: "", loading: "lazy", decoding: "async", width: 256, height: 256 }),
+      el("span", { class: "rank-badge", text: `#${result.rank}` }),
+    ]),
+    el("span", { class: "card-body" }, [
+      el("span", { class: "card-row" }, [
+        categoryChip(result.category),
+        el("span", { class: `confidence confidence-${level.key}`, title: level.label },
+          `${formatPercent(result.confidence)} conf.`),
+      ]),
+      scoreBar(result.score),
+      el("span", { class: "card-sub muted", text: subtitle }),
+    ]),
+  ]);
+  return el("li", {}, [button]);
+}
+
+export function renderResults(container, results, onSelect) {
+  container.replaceChildren(...results.map((result) => resultCard(result, onSelect)));
+}
+
+/** Placeholder cards while a search runs (not `.result-card`: they are not results). */
+export function renderSkeletons(container, count) {
+  const cards = Array.from({ length: Math.min(count, 12) }, () => el("li", { "aria-hidden": "true" }, [
+    el("div", { class: "skeleton-card" }, [
+      el("div", { class: "skeleton-thumb" }), el("div", { class: "skeleton-line" }),
+      el("div", { class: "skeleton-line short" }),
+    ]),
+  ]));
+  container.replaceChildren(...cards);
+}
