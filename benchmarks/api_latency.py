@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 from PIL import Image
 
 
