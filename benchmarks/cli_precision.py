@@ -29,9 +29,10 @@ def main() -> None:
         print("\n".join(str(e.path) for e in random.Random(0).sample(split, min(args.n, len(split)))))
         return
     truth = {str(e.path): e.category for e in entries}
-    lines = [json.loads(line) for line in open(args.results) if line.strip()]
+    with open(args.results) as fh:
+        lines = [json.loads(line) for line in fh if line.strip()]
     answered = [line for line in lines if "results" in line and line["results"]]
-    correct = Counter()
+    correct: Counter[bool] = Counter()
     for line in answered:
         correct[truth[line["query"]] == line["results"][0]["category"]] += 1
     total = len(answered)
