@@ -69,9 +69,14 @@ def get_image(state: State, item: int, size: Literal["full", "thumb"] = "full") 
 def similar(state: State, item: int, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
             category: str | None = None) -> SearchResponse:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
-    response = state.service.similar_to_item(item, k, check_category(state, category))
-    return SearchResponse(query_id=0, took_ms=round(response.took_ms, 2), k=k, category=category,
-                          results=to_results(state, response.hits))
+    filter_category = check_category(state, category)
+    response = state.service.similar_to_item(item, k, filter_category)
+    results = to_results(state, response.hits)
+    query_id = state.engine.catalog.record_search(f"more like item {item}", k, filter_category, response.took_ms,
+                                                  [{"id": r.id, "score": r.score, "category": r.category}
+                                                   for r in results])
+    return SearchResponse(query_id=query_id, took_ms=round(response.took_ms, 2), k=k, category=filter_category,
+                          results=results)
 
 
 @router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])

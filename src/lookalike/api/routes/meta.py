@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -39,9 +40,14 @@ def categories(state: State) -> list[Category]:
 
 @router.get("/history", response_model=list[HistoryEntry])
 def history(state: State, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[HistoryEntry]:
-    return [HistoryEntry(id=s.id, created_at=s.created_at.isoformat(), query=s.query, k=s.k, category=s.category,
+    return [HistoryEntry(id=s.id, created_at=_utc(s.created_at).isoformat(), query=s.query, k=s.k, category=s.category,
                          took_ms=s.took_ms, results=s.results)
             for s in state.engine.catalog.recent_searches(limit)]
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; SQLite drops the zone, so put it back."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _compute_map(state: Any) -> None:
