@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 EXACT_MAX_ITEMS = 100_000  # exact search stays under ~10 ms per query up to here on 2 cores
 HNSW_M = 32
+MIN_COMPRESSED_ITEMS = 10_000  # IVF-PQ needs enough vectors to train its coarse and product quantizers
 ID_OVERHEAD = 16  # id map entry and bookkeeping, bytes per item
 
 
@@ -31,6 +32,8 @@ def choose_index(n_items: int, dim: int, memory_budget_bytes: int) -> IndexChoic
     hnsw = dim * 4 + HNSW_M * 2 * 4 * 1.05 + ID_OVERHEAD
     if n_items * hnsw <= memory_budget_bytes:
         return IndexChoice(f"HNSW{HNSW_M}", hnsw, f"{n_items} items: graph search, fits the budget")
+    if n_items < MIN_COMPRESSED_ITEMS:
+        return IndexChoice("Flat", flat, f"{n_items} items: too few to train a compressed index")
     nlist = max(64, 2 ** round(math.log2(4 * math.sqrt(max(n_items, 1)))))
     divisors = [m for m in (64, 32, 16, 8, 4, 2, 1) if dim % m == 0]
     fitting = [m for m in divisors if n_items * (m + ID_OVERHEAD) <= memory_budget_bytes]

@@ -30,6 +30,13 @@ HNSW_EF_SEARCH = 96
 IVF_NPROBE = 32
 
 
+def _numpy_method(index: faiss.Index, name: str):  # type: ignore[no-untyped-def]
+    """FAISS's own NumPy method, also after ``faiss.contrib.torch_utils`` (which pytorch-metric-learning
+    imports) replaced it: the replacement of ``search`` drops ``params`` and ``reconstruct_n`` returns torch
+    tensors. The originals stay available as ``<name>_numpy``."""
+    return getattr(index, f"{name}_numpy", getattr(index, name))
+
+
 class FaissStore:
     """FAISS-backed :class:`~lookalike.index.base.VectorStore`, persisted under ``directory``."""
 
@@ -120,7 +127,8 @@ class FaissStore:
         """(ids, vectors) of every live entry, reconstructed from the index."""
         n = self._index.ntotal
         stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        vectors = self._index.index.reconstruct_n(0, n) if n else np.zeros((0, self.dim), np.float32)
+        inner = self._index.index
+        vectors = _numpy_method(inner, "reconstruct_n")(0, n) if n else np.zeros((0, self.dim), np.float32)
         keep = np.array([i not in self._tombstones and i not in exclude for i in stored_ids.tolist()], bool)
         return stored_ids[keep] if n else stored_ids, vectors[keep] if n else vectors
 
@@ -183,7 +191,7 @@ class FaissStore:
                 selector = None
             if self._index.ntotal == 0:
                 return empty
-            scores, ids = self._index.search(queries, k, params=self._params(k, selector))
+            scores, ids = _numpy_method(self._index, "search")(queries, k, params=self._params(k, selector))
         return scores, ids
 
     def _category_ids(self, category: str) -> np.ndarray:

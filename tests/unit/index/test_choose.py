@@ -28,3 +28,7 @@ def test_exact_is_refused_when_it_does_not_fit_the_budget():
 
 def test_choice_is_a_pure_function():
     assert choose_index(123_456, 64, GB) == choose_index(123_456, 64, GB)
+
+
+def test_too_few_items_to_train_a_compressed_index_stay_exact():
+    assert choose_index(5_000, 128, 1024).key == "Flat"

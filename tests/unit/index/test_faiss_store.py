@@ -120,9 +120,12 @@ def test_crash_during_save_leaves_previous_version_loadable(tmp_path, monkeypatc
     assert 500 in FaissStore.load(tmp_path, MANIFEST).ids()
 
 
-def test_optimize_switches_index_type_by_size(tmp_path):
+def test_optimize_switches_index_type_by_size(tmp_path, monkeypatch):
+    from lookalike.index import choose
+
     store, x = filled(tmp_path, "Flat", n=300)
-    choice = store.optimize(memory_budget_bytes=300 * 50)  # too small for exact: must change type
+    monkeypatch.setattr(choose, "EXACT_MAX_ITEMS", 100)  # as if 300 items were a large catalog
+    choice = store.optimize(memory_budget_bytes=2**30)
     assert choice.key != "Flat" and store.key == choice.key
     assert len(store) == 300
     _, ids = store.search(x[:5], 1)
@@ -137,3 +140,15 @@ def test_bad_input_is_refused(tmp_path):
         store.add(np.array([1]), vectors(1)[:, :8], ["a"])
     scores, ids = store.search(vectors(1), 3)
     assert (ids == -1).all()
+
+
+def test_filtered_search_still_works_after_faiss_torch_utils_is_imported(tmp_path):
+    import faiss.contrib.torch_utils  # noqa: F401 - pytorch-metric-learning imports it and patches Index.search
+
+    for key in ("Flat", "HNSW32"):
+        store, x = filled(tmp_path / key, key)
+        _, ids = store.search(x[:5], 3, category="a")
+        assert set(ids.ravel().tolist()) <= set(range(2, 201, 2))
+        store.add(np.array([5]), x[50:51], ["a"])  # replacing in HNSW rebuilds from reconstructed vectors
+        store.optimize(memory_budget_bytes=2**30)  # back to exact: rebuilt from reconstructed vectors
+        assert len(store) == 200
