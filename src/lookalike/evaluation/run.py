@@ -3,7 +3,7 @@ and, on request, the baselines (frozen backbone without the head; raw pixels).""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def _metrics(q: np.ndarray, qd: LabelledFeatures, g: np.ndarray, gd: LabelledFea
 def evaluate(
     featurizer: Featurizer,
     head: EmbeddingHead,
-    query_sets: dict[str, Sequence[CatalogEntry]],
+    query_sets: Mapping[str, Sequence[CatalogEntry]],
     gallery: Sequence[CatalogEntry],
     baselines: bool = False,
     progress: Progress | None = None,

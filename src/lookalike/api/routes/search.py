@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from lookalike.api.deps import State
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/api", tags=["search"])
 
 
 def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
-    confidence = state.confidence([h.score for h in hits]) if hits else []
+    confidence = state.confidence(np.array([h.score for h in hits], np.float64))
     return [
         Result(id=h.id, rank=h.rank, score=h.score, confidence=round(float(c), 4), category=h.category,
                item_id=h.item_id, image_url=f"/api/items/{h.id}/image",
