@@ -53,6 +53,52 @@ def efficientnet_lite_features(variant: str, weights: str | None) -> nn.Module:
     return PooledFeatures(_EfficientNetTrunk(net)).eval()
 
 
+class MultiScaleEfficientNet(nn.Module):
+    """EfficientNet-Lite features from several depths: the global average pool of the head and of the last block
+    of every stage, plus 2x2-grid pools of the deeper stages (where a garment's parts are: collar, sleeves, hem).
+
+    Small garments photographed small (Fashion-MNIST is 28 px) keep most of their identity in the middle
+    stages, which a single pooled vector of the last layer washes out.
+    """
+
+    GRID_MIN_CHANNELS = 80
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        channels = [block._block_args.output_filters for block in net._blocks]  # type: ignore[attr-defined,union-attr]
+        last = len(channels) - 1
+        self.stage_ends = [i for i in range(1, len(channels)) if i == last or channels[i + 1] != channels[i]]
+        self.grid_stages = {i for i in self.stage_ends if channels[i] >= self.GRID_MIN_CHANNELS}
+
+    @staticmethod
+    def _grid(x: torch.Tensor) -> torch.Tensor:
+        """Average pools of the four (overlapping when odd) quadrants."""
+        h, w = x.shape[2], x.shape[3]
+        a, b = (h + 1) // 2, (w + 1) // 2
+        return torch.cat([x[:, :, r : r + a, c : c + b].mean(dim=(2, 3)) for r in (0, h - a) for c in (0, w - b)], 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(images)))  # type: ignore[operator]
+        pooled, grids = [], []
+        for i, block in enumerate(net._blocks):  # type: ignore[arg-type]
+            x = block(x)
+            if i in self.stage_ends:
+                pooled.append(x.mean(dim=(2, 3)))
+                if i in self.grid_stages:
+                    grids.append(self._grid(x))
+        x = net._swish(net._bn1(net._conv_head(x)))  # type: ignore[operator]
+        pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat(pooled[::-1] + grids[::-1], 1)
+
+
+def efficientnet_lite_multiscale(variant: str, weights: str | None) -> nn.Module:
+    """:class:`MultiScaleEfficientNet` over EfficientNet-Lite0/2 with its ImageNet weights."""
+    plain = efficientnet_lite_features(variant, weights)
+    return MultiScaleEfficientNet(plain.trunk.net).eval()  # type: ignore[union-attr]
+
+
 def _packaged_efficientnet_weights(variant: str) -> str:
     try:
         if variant == "lite0":

@@ -68,6 +68,15 @@ def _efficientnet_lite(variant: str) -> Callable[[str | None], torch.nn.Module]:
     return build
 
 
+def _efficientnet_lite_multiscale(variant: str) -> Callable[[str | None], torch.nn.Module]:
+    def build(weights: str | None) -> torch.nn.Module:
+        from lookalike.backbone.models import efficientnet_lite_multiscale
+
+        return efficientnet_lite_multiscale(variant, weights)
+
+    return build
+
+
 def _resnet50(weights: str | None) -> torch.nn.Module:
     from lookalike.backbone.models import resnet50_features
 
@@ -80,6 +89,10 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
     "efficientnet-lite2": BackboneSpec(
         "efficientnet-lite2", Preprocessing(260, SYMMETRIC, SYMMETRIC), 1280, _efficientnet_lite("lite2")
+    ),
+    "efficientnet-lite0-multiscale": BackboneSpec(
+        "efficientnet-lite0-multiscale", Preprocessing(112, SYMMETRIC, SYMMETRIC), 4864,
+        _efficientnet_lite_multiscale("lite0"),
     ),
     "resnet50": BackboneSpec("resnet50", Preprocessing(224), 2048, _resnet50),
 }

@@ -29,6 +29,7 @@ from lookalike.evaluation.metrics import knn
 log = logging.getLogger(__name__)
 
 Miner = Literal["semihard", "hard", "batch-hard"]
+AuxLoss = Literal["none", "normalized-softmax"]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TrainConfig:
     hidden: int = 1024
     margin: float = 0.2
     miner: Miner = "semihard"
+    aux_loss: AuxLoss = "none"  # an auxiliary proxy loss beside the triplet loss
+    aux_weight: float = 1.0
     m_per_class: int = 16
     batch_size: int = 512
     lr: float = 1e-3
@@ -153,6 +156,10 @@ def train_head(
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     loss_fn = losses.TripletMarginLoss(margin=config.margin)
+    aux = (losses.NormalizedSoftmaxLoss(int(labels.max()) + 1, config.dim).to(device)
+           if config.aux_loss == "normalized-softmax" else None)
+    if aux is not None:
+        optimizer.add_param_group({"params": aux.parameters(), "lr": config.lr * 10, "weight_decay": 0.0})
     miner = (miners.BatchHardMiner() if config.miner == "batch-hard"
              else miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner))
     m, batch_size = batch_shape(len(np.unique(labels[train_rows])), config.m_per_class, config.batch_size)
@@ -164,6 +171,8 @@ def train_head(
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         if saved.get("config") == config_key and saved.get("n") == len(labels):
             net.load_state_dict(saved["model"])
+            if aux is not None:
+                aux.load_state_dict(saved["aux"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             best_state, bad_epochs, start_epoch = saved["best_state"], saved["bad_epochs"], saved["epoch"]
@@ -190,6 +199,8 @@ def train_head(
             embeddings = net(x[rows])
             triplets = miner(embeddings, y[rows])
             loss = loss_fn(embeddings, y[rows], triplets)
+            if aux is not None:
+                loss = loss + config.aux_weight * aux(embeddings, y[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -210,6 +221,7 @@ def train_head(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, {
                 "config": config_key, "n": len(labels), "epoch": epoch, "model": net.state_dict(),
+                "aux": aux.state_dict() if aux is not None else None,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_state": best_state, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
                 "best_p1": result.best_val_precision_at_1, "history": [asdict(h) for h in result.history],

@@ -18,10 +18,11 @@ def config(**kw) -> TrainConfig:
                           "patience": 12, "lr": 3e-3, "val_fraction": 0.25, **kw})
 
 
-@pytest.mark.parametrize("miner", ["semihard", "hard", "batch-hard"])
-def test_loss_goes_down_and_validation_precision_goes_up(miner):
+@pytest.mark.parametrize(("miner", "aux"), [("semihard", "none"), ("hard", "none"), ("batch-hard", "none"),
+                                           ("semihard", "normalized-softmax")])
+def test_loss_goes_down_and_validation_precision_goes_up(miner, aux):
     x, y = clusters()
-    result = train_head(x, y, "bb@1", config(miner=miner))
+    result = train_head(x, y, "bb@1", config(miner=miner, aux_loss=aux))
     history = result.history
     assert history[-1].loss < history[0].loss
     assert result.best_val_precision_at_1 >= history[0].val_precision_at_1
@@ -54,20 +55,21 @@ def test_same_seed_same_head():
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     x, y = clusters()
     checkpoint = tmp_path / "head.checkpoint.pt"
-    epochs_seen = []
+    epochs_seen: list[int] = []
 
     def crash_after_third(stats):
         epochs_seen.append(stats.epoch)
         if stats.epoch == 3:
             raise KeyboardInterrupt
 
+    cfg = config(max_epochs=6, aux_loss="normalized-softmax")
     with pytest.raises(KeyboardInterrupt):
-        train_head(x, y, "bb", config(max_epochs=6), checkpoint, crash_after_third)
+        train_head(x, y, "bb", cfg, checkpoint, crash_after_third)
     assert checkpoint.is_file()
-    resumed = train_head(x, y, "bb", config(max_epochs=6), checkpoint, lambda s: epochs_seen.append(s.epoch))
+    resumed = train_head(x, y, "bb", cfg, checkpoint, lambda s: epochs_seen.append(s.epoch))
     assert epochs_seen == [1, 2, 3, 4, 5, 6]
     assert [h.epoch for h in resumed.history] == [1, 2, 3, 4, 5, 6]
-    uninterrupted = train_head(x, y, "bb", config(max_epochs=6))
+    uninterrupted = train_head(x, y, "bb", cfg)
     assert resumed.head.checksum == uninterrupted.head.checksum
 
 
