@@ -161,6 +161,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Most epochs (early stopping may end sooner).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    augment: Annotated[int, typer.Option(help="Photo-like renderings of training images added as positives.")] = 12000,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = True,
     reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex",
                                                 help="Rebuild the index with the new head.")] = True,
@@ -185,13 +186,15 @@ def train(
         config.max_epochs = epochs
     settings = get_settings()
     with _errors():
-        _train(settings, open_source(source, split=split), method, config, reindex_after, resume)
+        _train(settings, open_source(source, split=split), method, config, reindex_after, resume, augment)
 
 
 def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
-           reindex_after: bool, resume: bool = True) -> None:
+           reindex_after: bool, resume: bool = True, augment: int = 0) -> None:
+    import numpy as np
+
     from lookalike.embedding.head import fit_pca_head
-    from lookalike.embedding.train import collect_features
+    from lookalike.embedding.train import LabelledFeatures, collect_features, collect_photo_like_features
     from lookalike.embedding.triplet import encode_labels, train_head
     from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
@@ -204,6 +207,12 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
     if method == "pca":
         head = fit_pca_head(data.features, extractor.fingerprint, config.dim)
     else:
+        if augment:
+            with _progress("photo-like views") as progress:
+                views = collect_photo_like_features(featurizer, data.entries, augment, config.seed,
+                                                    _tracker(progress))
+            data = LabelledFeatures(data.entries + views.entries, np.concatenate([data.features, views.features]),
+                                    data.failures)
         use_ids = all(e.item_id for e in data.entries)
         labels = encode_labels([e.item_id if use_ids else e.category for e in data.entries])
         checkpoint = path.with_suffix(".checkpoint.pt")
@@ -226,7 +235,8 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
                   f"({'item ids' if use_ids else 'categories'} as positives; {result.stopped}; "
                   f"{result.seconds:.0f}s)")
     head.save(path)
-    out.print(f"trained head {head.version} on {len(data.entries)} images ({len(data.failures)} unreadable)")
+    out.print(f"trained head {head.version} on {len(data.entries)} images and views "
+              f"({len(data.failures)} unreadable)")
     if reindex_after:
         engine = open_engine(settings, fresh_index=True, reconcile=False)
         try:
@@ -474,7 +484,7 @@ def demo(
         gallery = open_source(manifest, split="train")
         extractor = load_extractor(settings)
         if not head_path(settings.heads_dir, extractor.name).is_file():
-            _train(settings, gallery, "triplet", TrainConfig(), reindex_after=False)
+            _train(settings, gallery, "triplet", TrainConfig(), reindex_after=False, augment=12000)
         try:
             engine = open_engine(settings)
         except ModelMismatchError:

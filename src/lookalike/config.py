@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Root folder of all persisted data.")
     models_dir: Path | None = Field(None, description="Exported backbones (a rebuildable cache); default HOME/models.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///HOME/catalog.db.")
-    backbone: str = Field("efficientnet-lite0", description="Registry name or onnx:PATH.")
+    backbone: str = Field("efficientnet-lite0-multiscale", description="Registry name or onnx:PATH.")
     backbone_weights: str | None = Field(
         None, description="Weights file for the backbone; default its packaged or cached ImageNet weights."
     )

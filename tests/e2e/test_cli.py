@@ -55,7 +55,7 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     assert {r["category"] for r in json.loads(filtered.stdout)["results"]} == {"checks"}
 
     info = json.loads(lookalike("info", "--json").stdout)
-    assert info["items"] == 18 and info["index"]["type"] == "Flat" and info["dim"] == 1280
+    assert info["items"] == 18 and info["index"]["type"] == "Flat" and info["dim"] == 4864
 
     trained = lookalike("train", str(catalog_dir), "--method", "pca", "--dim", "8")
     assert "reindexed 18 catalog items" in trained.stdout
@@ -63,7 +63,9 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     assert info["dim"] == 8 and info["head"].startswith("pca-8@") and info["index"]["count"] == 18
     assert len(lookalike("search", str(query_dir), "--json").stdout.splitlines()) == 6
 
-    trained = lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "3", "--miner", "batch-hard")
+    trained = lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "3", "--miner", "batch-hard",
+                        "--augment", "6")
+    assert "trained head triplet-16@" in trained.stdout and "on 24 images and views" in trained.stdout
     assert "best validation precision@1" in trained.stdout and "reindexed 18 catalog items" in trained.stdout
     info = json.loads(lookalike("info", "--json").stdout)
     assert info["head"].startswith("triplet-16@") and info["index"]["dim"] == 16

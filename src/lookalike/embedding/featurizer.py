@@ -74,12 +74,16 @@ class Featurizer:
         tensors = list(bounded_map(self.prepare, sources, min(self.workers, len(sources)), 2 * self.workers))
         return self.extractor(np.stack(tensors)) if tensors else np.zeros((0, self.extractor.num_features))
 
-    def iter_batches(self, items: Iterable[T], path_of: Callable[[T], Path]) -> Iterator[FeatureBatch[T]]:
-        """Features of catalog items in batches of ``batch_size``, in order, skipping unreadable ones."""
+    def iter_batches(self, items: Iterable[T], source_of: Callable[[T], Path | bytes]) -> Iterator[FeatureBatch[T]]:
+        """Features of catalog items in batches of ``batch_size``, in order, skipping unreadable ones.
+
+        ``source_of(item)`` gives the image's path, or its bytes (made in the worker threads, e.g. a rendering).
+        """
 
         def load(item: T) -> _Prepared[T]:
             try:
-                data = _read(path_of(item))
+                source = source_of(item)
+                data = source if isinstance(source, bytes) else _read(source)
                 key = content_key(data)
                 if self.cache is not None and key in self.cache:
                     return _Prepared(item, key)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
+from lookalike.data.photolike import photo_like_bytes
 from lookalike.data.sources import CatalogEntry
 from lookalike.embedding.featurizer import Featurizer
 from lookalike.embedding.head import EmbeddingHead, fit_pca_head
@@ -44,6 +47,33 @@ def collect_features(
     return LabelledFeatures(ok, features, failures)
 
 
+def collect_photo_like_features(
+    featurizer: Featurizer, entries: Sequence[CatalogEntry], n: int, seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> LabelledFeatures:
+    """Features of ``n`` photo-like renderings of a seeded sample of ``entries`` (cached like any image), each
+    labelled like its source: extra positives that teach the head colours, backgrounds, scale and blur."""
+    sample = random.Random(seed).sample(list(entries), min(n, len(entries)))
+    views = list(enumerate(sample))
+
+    def render(view: tuple[int, CatalogEntry]) -> bytes:
+        index, entry = view
+        with Image.open(entry.path) as image:
+            return photo_like_bytes(image, random.Random(f"train-{seed}-{index}"))
+
+    ok: list[CatalogEntry] = []
+    chunks: list[np.ndarray] = []
+    done = 0
+    for batch in featurizer.iter_batches(views, render):
+        ok += [entry for _, entry in batch.items]
+        chunks.append(batch.features)
+        done += len(batch.items) + len(batch.failures)
+        if progress:
+            progress(done, len(views))
+    features = np.concatenate(chunks) if chunks else np.zeros((0, featurizer.extractor.num_features), np.float32)
+    return LabelledFeatures(ok, features, [])
+
+
 def fit_head(data: LabelledFeatures, backbone: str, dim: int = 128) -> EmbeddingHead:
-    """The head for these features: PCA to ``dim`` (the triplet-trained head replaces it)."""
+    """The unsupervised head for these features: PCA to ``dim``."""
     return fit_pca_head(data.features, backbone, dim)

@@ -33,6 +33,17 @@ def test_exported_lite0_matches_pytorch_eager(extractor):
     assert np.allclose(extractor(batch), expected, atol=1e-4 * np.abs(expected).max())
 
 
+def test_multiscale_lite0_export_matches_pytorch(models_dir):
+    from lookalike.backbone.models import efficientnet_lite_multiscale
+
+    backbone = load_backbone("efficientnet-lite0-multiscale", models_dir)
+    assert backbone.num_features == get_spec("efficientnet-lite0-multiscale").num_features == 4864
+    assert backbone.preprocessing.input_size == 112
+    batch = np.stack([backbone.prepare(make_image(c, 3)) for c in ("circles", "checks")])
+    expected = efficientnet_lite_multiscale("lite0", None)(torch.from_numpy(batch)).detach().numpy()
+    assert np.allclose(backbone(batch), expected, atol=1e-4 * np.abs(expected).max())
+
+
 def test_prepare_pads_to_square_and_normalizes(extractor):
     tall = Image.new("RGB", (50, 100), (0, 0, 0))
     x = extractor.prepare(tall)
