@@ -19,7 +19,7 @@ from lookalike.concurrency import bounded_map
 from lookalike.embedding.feature_cache import FeatureCache
 from lookalike.errors import ImageDecodeError
 from lookalike.hashing import content_key
-from lookalike.io.images import decode_image
+from lookalike.io.images import decode_image, read_image_file
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Featurizer:
         def load(item: T) -> _Prepared[T]:
             try:
                 source = source_of(item)
-                data = source if isinstance(source, bytes) else _read(source)
+                data = source if isinstance(source, bytes) else read_image_file(source)
                 key = content_key(data)
                 if self.cache is not None and key in self.cache:
                     return _Prepared(item, key)
@@ -121,13 +121,3 @@ class Featurizer:
             assert found.all(), "a cache hit vanished"
         return FeatureBatch([p.item for p in ok], keys, features, failures, decoded=len(misses))
 
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageDecodeError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(f"not a file: {path}") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from None

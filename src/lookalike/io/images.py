@@ -129,14 +129,8 @@ def decode_image(
         path = Path(source)
         try:
             fh = path.open("rb")
-        except FileNotFoundError:
-            raise ImageDecodeError(f"file not found: {path}") from None
-        except IsADirectoryError:
-            raise ImageDecodeError(f"not a file: {path}") from None
-        except PermissionError:
-            raise ImageDecodeError(f"permission denied: {path}") from None
         except OSError as exc:
-            raise ImageDecodeError(f"cannot open {path}: {exc.strerror or exc}") from None
+            raise _open_failure(path, exc) from None
         with fh:
             try:
                 size = os.fstat(fh.fileno()).st_size
@@ -147,6 +141,25 @@ def decode_image(
             return _decode_stream(fh, max_pixels=max_pixels, draft_size=draft_size)
 
     raise TypeError(f"source must be bytes or a path, not {type(source).__name__}")
+
+
+def _open_failure(path: Path, exc: OSError) -> ImageDecodeError:
+    """The reason a file could not be opened or read, as a typed error."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageDecodeError(f"file not found: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return ImageDecodeError(f"not a file: {path}")
+    if isinstance(exc, PermissionError):
+        return ImageDecodeError(f"permission denied: {path}")
+    return ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def read_image_file(path: Path) -> bytes:
+    """A file's bytes, for hashing before decoding; unreadable files raise ImageDecodeError."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise _open_failure(Path(path), exc) from None
 
 
 def _decode_stream(fh: IO[bytes], *, max_pixels: int, draft_size: int | None) -> Image.Image:
