@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -96,7 +97,8 @@ class MultiScaleEfficientNet(nn.Module):
 def efficientnet_lite_multiscale(variant: str, weights: str | None) -> nn.Module:
     """:class:`MultiScaleEfficientNet` over EfficientNet-Lite0/2 with its ImageNet weights."""
     plain = efficientnet_lite_features(variant, weights)
-    return MultiScaleEfficientNet(plain.trunk.net).eval()  # type: ignore[union-attr]
+    trunk = cast(_EfficientNetTrunk, plain.trunk)
+    return MultiScaleEfficientNet(trunk.net).eval()
 
 
 def _packaged_efficientnet_weights(variant: str) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -93,18 +93,23 @@ class HeadNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, dim)
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = (nn.functional.normalize(features, dim=1) - self.mean) / self.std
         x = self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
         return nn.functional.normalize(x, dim=1)
 
     def to_head(self, backbone: str, info: dict) -> EmbeddingHead:
+        running_mean = cast(torch.Tensor, self.bn.running_mean).double()
+        running_var = cast(torch.Tensor, self.bn.running_var).double()
         with torch.no_grad():
             w1, b1 = self.fc1.weight.double(), self.fc1.bias.double()
-            mean, std = self.mean.double(), self.std.double()  # type: ignore[operator]
-            scale = self.bn.weight.double() / torch.sqrt(self.bn.running_var.double() + self.bn.eps)  # type: ignore[operator]
+            mean, std = self.mean.double(), self.std.double()
+            scale = self.bn.weight.double() / torch.sqrt(running_var + self.bn.eps)
             weight = scale[:, None] * w1 / std[None, :]
-            bias = scale * (b1 - w1 @ (mean / std) - self.bn.running_mean.double()) + self.bn.bias.double()  # type: ignore[operator]
+            bias = scale * (b1 - w1 @ (mean / std) - running_mean) + self.bn.bias.double()
             return EmbeddingHead(
                 "triplet", self.fc1.in_features, backbone,
                 [weight.T.float().cpu().numpy(), self.fc2.weight.T.cpu().numpy()],
@@ -180,7 +185,7 @@ def train_head(
     loss_fn = losses.TripletMarginLoss(margin=config.margin, distance=distances.CosineSimilarity())
     aux = (losses.NormalizedSoftmaxLoss(int(labels.max()) + 1, config.dim, temperature=0.05).to(device)
            if config.aux_loss == "normalized-softmax" else None)
-    groups = [{"params": net.parameters(), "lr": config.lr, "weight_decay": config.weight_decay}]
+    groups: list[dict[str, Any]] = [{"params": net.parameters(), "lr": config.lr, "weight_decay": config.weight_decay}]
     if aux is not None:  # the class proxies learn faster than the network
         groups.append({"params": aux.parameters(), "lr": config.lr * 10, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups)
