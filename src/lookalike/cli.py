@@ -518,9 +518,5 @@ def demo(
         _serve(settings, settings.host, settings.port)
 
 
-def run() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     app()

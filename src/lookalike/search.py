@@ -96,10 +96,10 @@ class SearchService:
         record = self.engine.catalog.get_item(item_id)
         if record is None:
             raise NotFoundError(f"no item with id {item_id}")
-        vector = self._item_vector(record.id, Path(record.path), record.content_hash)
+        vector = self._item_vector(Path(record.path), record.content_hash)
         return self.search_vectors(vector[None, :], k, category, exclude={item_id})[0]
 
-    def _item_vector(self, item_id: int, path: Path, content_hash: str) -> np.ndarray:
+    def _item_vector(self, path: Path, content_hash: str) -> np.ndarray:
         cache = self.engine.featurizer.cache
         if cache is not None:
             found, features = cache.get([content_hash])
