@@ -194,7 +194,12 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
     import numpy as np
 
     from lookalike.embedding.head import fit_pca_head
-    from lookalike.embedding.train import LabelledFeatures, collect_features, collect_photo_like_features
+    from lookalike.embedding.train import (
+        LabelledFeatures,
+        collect_features,
+        collect_photo_like_features,
+        positive_labels,
+    )
     from lookalike.embedding.triplet import encode_labels, train_head
     from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
@@ -214,7 +219,7 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
             data = LabelledFeatures(data.entries + views.entries, np.concatenate([data.features, views.features]),
                                     data.failures)
         use_ids = all(e.item_id for e in data.entries)
-        labels = encode_labels([e.item_id if use_ids else e.category for e in data.entries])
+        labels = encode_labels(positive_labels(data.entries))
         checkpoint = path.with_suffix(".checkpoint.pt")
         if not resume:
             checkpoint.unlink(missing_ok=True)

@@ -151,8 +151,6 @@ def index_records(
 
 def reindex(engine: Engine, progress: Progress | None = None) -> ReconcileReport:
     """Rebuild the whole index from the catalog with the current model (expects a fresh, empty store)."""
-    report = reconcile(engine, progress)
+    report = reconcile(engine, progress)  # optimizes and saves the index when it added anything
     engine.catalog.set_model_version(engine.catalog.ids(), engine.model_version)
-    engine.store.optimize(engine.memory_budget_bytes)
-    engine.save()
     return report

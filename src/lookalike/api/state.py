@@ -28,7 +28,3 @@ class AppState:
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         return cls(settings, engine, SearchService(engine), confidence)
-
-    def recalibrate(self) -> None:
-        """Refit confidence after the catalog changed a lot (cheap check; refits at 20% size change)."""
-        self.confidence = load_or_calibrate(self.engine, self.settings.index_dir / "confidence.json")

@@ -23,7 +23,8 @@ class FeatureExtractor:
     ``fingerprint`` names the exact model (name and file checksum): cached features and indexes record it.
     """
 
-    def __init__(self, onnx_path: Path, name: str, preprocessing: Preprocessing, threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path, name: str, preprocessing: Preprocessing, threads: int = 0,
+                 sha256: str | None = None) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -34,7 +35,7 @@ class FeatureExtractor:
         self._input = self._session.get_inputs()[0].name
         self.name = name
         self.preprocessing = preprocessing
-        self.fingerprint = f"{name}@{file_sha256(onnx_path)[:12]}"
+        self.fingerprint = f"{name}@{(sha256 or file_sha256(onnx_path))[:12]}"
         size = preprocessing.input_size
         self.num_features = int(self(np.zeros((1, 3, size, size), np.float32)).shape[1])
         self._mean = np.asarray(preprocessing.mean, np.float32).reshape(3, 1, 1) * 255.0
@@ -68,12 +69,13 @@ def load_backbone(name: str, models_dir: Path, weights: str | None = None, threa
     if spec.onnx_path is not None:
         return FeatureExtractor(spec.onnx_path, spec.name, spec.preprocessing, threads)
     path = _exported_path(spec, models_dir, weights)
-    if not _export_is_current(path, weights):
+    sha256 = _current_export_sha256(path, weights)
+    if sha256 is None:
         from lookalike.backbone.export import export_onnx
 
         log.info("exporting %s to ONNX (once)", spec.name)
         export_onnx(spec, path, weights)
-    return FeatureExtractor(path, spec.name, spec.preprocessing, threads)
+    return FeatureExtractor(path, spec.name, spec.preprocessing, threads, sha256)
 
 
 def _exported_path(spec: BackboneSpec, models_dir: Path, weights: str | None) -> Path:
@@ -81,12 +83,14 @@ def _exported_path(spec: BackboneSpec, models_dir: Path, weights: str | None) ->
     return models_dir / f"{spec.name}{tag}" / "backbone.onnx"
 
 
-def _export_is_current(path: Path, weights: str | None) -> bool:
+def _current_export_sha256(path: Path, weights: str | None) -> str | None:
+    """The exported file's checksum when it is intact and made from these weights, else None (export again)."""
     sidecar = path.with_name(path.name + ".json")
     if not (path.is_file() and sidecar.is_file()):
-        return False
+        return None
     try:
         meta = json.loads(sidecar.read_text())
     except ValueError:
-        return False
-    return meta.get("weights") == (weights or "pretrained") and meta.get("sha256") == file_sha256(path)
+        return None
+    sha256 = file_sha256(path)
+    return sha256 if meta.get("weights") == (weights or "pretrained") and meta.get("sha256") == sha256 else None

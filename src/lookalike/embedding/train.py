@@ -12,7 +12,6 @@ from PIL import Image
 from lookalike.data.photolike import photo_like_bytes
 from lookalike.data.sources import CatalogEntry
 from lookalike.embedding.featurizer import Featurizer
-from lookalike.embedding.head import EmbeddingHead, fit_pca_head
 
 
 @dataclass
@@ -23,9 +22,11 @@ class LabelledFeatures:
     features: np.ndarray
     failures: list[tuple[CatalogEntry, str]]
 
-    @property
-    def categories(self) -> list[str | None]:
-        return [e.category for e in self.entries]
+
+def positive_labels(entries: Sequence[CatalogEntry]) -> list[str | None]:
+    """What makes two entries alike: their item id when every entry has one, else their category."""
+    use_ids = all(e.item_id for e in entries)
+    return [e.item_id if use_ids else e.category for e in entries]
 
 
 def collect_features(
@@ -72,8 +73,3 @@ def collect_photo_like_features(
             progress(done, len(views))
     features = np.concatenate(chunks) if chunks else np.zeros((0, featurizer.extractor.num_features), np.float32)
     return LabelledFeatures(ok, features, [])
-
-
-def fit_head(data: LabelledFeatures, backbone: str, dim: int = 128) -> EmbeddingHead:
-    """The unsupervised head for these features: PCA to ``dim``."""
-    return fit_pca_head(data.features, backbone, dim)

@@ -11,7 +11,7 @@ from lookalike.concurrency import bounded_map
 from lookalike.data.sources import CatalogEntry
 from lookalike.embedding.featurizer import Featurizer
 from lookalike.embedding.head import EmbeddingHead, l2_normalize
-from lookalike.embedding.train import LabelledFeatures, collect_features
+from lookalike.embedding.train import LabelledFeatures, collect_features, positive_labels
 from lookalike.errors import ImageDecodeError
 from lookalike.evaluation.metrics import RetrievalMetrics, retrieval_metrics
 from lookalike.io.images import decode_image
@@ -22,8 +22,7 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 def relevance_labels(queries: Sequence[CatalogEntry], gallery: Sequence[CatalogEntry]) -> tuple[np.ndarray, np.ndarray]:
     """Integer labels deciding relevance: the item id where every entry has one, else the category."""
-    use_ids = all(e.item_id for e in [*queries, *gallery])
-    names = [(e.item_id if use_ids else e.category) or "" for e in [*queries, *gallery]]
+    names = [name or "" for name in positive_labels([*queries, *gallery])]
     _, codes = np.unique(np.asarray(names, dtype=object).astype(str), return_inverse=True)
     return codes[: len(queries)], codes[len(queries) :]
 
