@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(2048, ge=1, description="Ingest saves the index every N items.")
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
+    query_batching: bool = Field(True, description="Share backbone passes between concurrent API queries.")
+    search_threads: int = Field(
+        1, ge=0, description="FAISS threads per query in the server; 0 = all cores (concurrency comes from requests)."
+    )
     api_token: SecretStr | None = Field(None, description="Bearer token for catalog changes; unset = read-only.")
     max_upload_mb: float = Field(10.0, gt=0, description="Largest accepted upload.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")

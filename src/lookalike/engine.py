@@ -47,6 +47,10 @@ class Engine:
         """Backbone features -> L2-normalized embeddings."""
         return self.head(features)
 
+    def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Prepared backbone inputs (N, 3, S, S) -> L2-normalized embeddings."""
+        return self.head(self.extractor(inputs))
+
     def save(self) -> None:
         if self.store.dirty:
             self.store.save()

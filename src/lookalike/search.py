@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.batching import BatchFn
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
 
 if TYPE_CHECKING:
@@ -47,8 +48,11 @@ class SearchResponse:
 class SearchService:
     """Nearest catalog items for query images, vectors or catalog items."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, embed_inputs: BatchFn | None = None) -> None:
+        """``embed_inputs`` (backbone inputs -> embeddings) replaces the direct backbone + head call, e.g. with
+        a :class:`~lookalike.batching.MicroBatcher` that shares backbone passes between concurrent queries."""
         self.engine = engine
+        self._embed_inputs = embed_inputs or engine.embed_inputs
 
     def _check(self, k: int) -> None:
         if not 1 <= k <= MAX_K:
@@ -58,7 +62,7 @@ class SearchService:
 
     def embed_images(self, images: list[bytes | Path]) -> np.ndarray:
         """Embeddings of query images (raises ImageDecodeError for an unreadable one)."""
-        return self.engine.embed(self.engine.featurizer.features_of(images))
+        return self._embed_inputs(self.engine.featurizer.prepare_many(images))
 
     def search_images(
         self, images: list[bytes | Path], k: int = 5, category: str | None = None

@@ -28,6 +28,7 @@ from lookalike.errors import (
     ModelMismatchError,
     NotFoundError,
 )
+from lookalike.index.faiss_store import set_search_threads
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file itself
@@ -59,13 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.search_threads:
+            set_search_threads(settings.search_threads)
         engine = open_engine(settings)
-        app.state.lookalike = AppState.open(settings, engine)
+        state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)
         try:
             yield
         finally:
-            engine.close()
+            state.close()
 
     app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan,
                   description="Visual search for fashion catalogs: upload a garment, get the most similar items.")

@@ -69,10 +69,15 @@ class Featurizer:
         image = decode_image(source, max_pixels=self.max_pixels, draft_size=size)
         return self.extractor.prepare(image)
 
+    def prepare_many(self, sources: list[bytes | Path]) -> np.ndarray:
+        """The backbone inputs of query images (N, 3, S, S); raises ImageDecodeError naming the first bad one."""
+        size = self.extractor.preprocessing.input_size
+        tensors = list(bounded_map(self.prepare, sources, min(self.workers, len(sources)), 2 * self.workers))
+        return np.stack(tensors) if tensors else np.zeros((0, 3, size, size), np.float32)
+
     def features_of(self, sources: list[bytes | Path]) -> np.ndarray:
         """Features of query images (no cache); raises ImageDecodeError naming the first bad one."""
-        tensors = list(bounded_map(self.prepare, sources, min(self.workers, len(sources)), 2 * self.workers))
-        return self.extractor(np.stack(tensors)) if tensors else np.zeros((0, self.extractor.num_features))
+        return self.extractor(self.prepare_many(sources))
 
     def iter_batches(self, items: Iterable[T], source_of: Callable[[T], Path | bytes]) -> Iterator[FeatureBatch[T]]:
         """Features of catalog items in batches of ``batch_size``, in order, skipping unreadable ones.

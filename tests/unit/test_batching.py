@@ -1,0 +1,65 @@
+"""MicroBatcher: concurrent callers get their own rows of one shared call, errors reach every caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from lookalike.batching import MicroBatcher
+
+
+class SlowDouble:
+    """Doubles its rows, taking a while per call, and records each call's batch size."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.batch_sizes.append(len(rows))
+        time.sleep(0.02)
+        return rows * 2
+
+
+def test_concurrent_callers_share_calls_and_get_their_own_rows() -> None:
+    fn = SlowDouble()
+    batcher = MicroBatcher(fn, max_batch=8)
+    inputs = [np.full((1 + i % 2, 3), i, np.float32) for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:
+        outputs = list(pool.map(batcher, inputs))
+    batcher.close()
+    for rows, out in zip(inputs, outputs, strict=True):
+        np.testing.assert_array_equal(out, rows * 2)
+    assert sum(fn.batch_sizes) == sum(len(r) for r in inputs)
+    assert max(fn.batch_sizes) <= 8
+    assert len(fn.batch_sizes) < len(inputs) / 2  # callers were batched together
+
+
+def test_a_lone_call_runs_at_once() -> None:
+    fn = SlowDouble()
+    batcher = MicroBatcher(fn)
+    out = batcher(np.ones((2, 3), np.float32))
+    batcher.close()
+    assert fn.batch_sizes == [2]
+    np.testing.assert_array_equal(out, np.full((2, 3), 2.0))
+
+
+def test_an_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on() -> None:
+    def fail_on_negative(rows: np.ndarray) -> np.ndarray:
+        time.sleep(0.01)
+        if (rows < 0).any():
+            raise ValueError("negative input")
+        return rows
+
+    batcher = MicroBatcher(fail_on_negative)
+    with pytest.raises(ValueError, match="negative input"):
+        batcher(-np.ones((1, 2), np.float32))
+    np.testing.assert_array_equal(batcher(np.ones((1, 2), np.float32)), np.ones((1, 2)))
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher(np.ones((1, 2), np.float32))
