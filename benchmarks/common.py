@@ -1,0 +1,149 @@
+"""What the benchmarks share: realistic catalog JPEGs, a real `lookalike serve` process, percentiles, the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from lookalike.config import Settings
+from lookalike.data.fashion_mnist import CATEGORIES, category_slug, load_split, missing_files
+
+CATALOG_SIZE = (600, 800)  # width, height of a typical product photo
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    python = sys.version.split()[0]
+    return f"{platform.processor() or platform.machine()}, {cores} cores, {memory:.0f} GiB RAM, Python {python}"
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99 and mean of latencies in ms."""
+    array = np.asarray(values, np.float64)
+    if len(array) == 0:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2),
+            "mean_ms": round(float(array.mean()), 2)}
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def garment_images(n: int, split: str = "test", seed: int = 0) -> Iterator[tuple[str, Image.Image]]:
+    """``n`` (category, grayscale garment) pairs from Fashion-MNIST, or drawn shapes when it is not installed."""
+    rng = random.Random(seed)
+    data_dir = Settings().fashion_mnist_dir
+    if not missing_files(data_dir):
+        images, labels = load_split(data_dir, split, verify=False)  # type: ignore[arg-type]
+        for index in rng.sample(range(len(images)), min(n, len(images))):
+            yield category_slug(CATEGORIES[int(labels[index])]), Image.fromarray(images[index])
+        return
+    for i in range(n):
+        image = Image.new("L", (28, 28), 0)
+        kind = i % 3
+        for y in range(28):
+            for x in range(28):
+                on = (kind == 0 and (x // 4) % 2) or (kind == 1 and (x - 14) ** 2 + (y - 14) ** 2 < 100) or (
+                    kind == 2 and ((x // 5) + (y // 5)) % 2)
+                if on:
+                    image.putpixel((x, y), 200 + rng.randint(0, 55))
+        yield ["stripes", "circles", "checks"][kind], image
+
+
+def catalog_jpeg(garment: Image.Image, rng: random.Random, size: tuple[int, int] = CATALOG_SIZE) -> bytes:
+    """A product-photo-like JPEG: the garment coloured, enlarged, on a lightly textured studio background."""
+    width, height = size
+    colour = tuple(rng.randint(0, 200) for _ in range(3))
+    background = tuple(rng.randint(215, 250) for _ in range(3))
+    side = int(width * rng.uniform(0.75, 0.95))
+    picture = ImageOps.colorize(garment.convert("L"), black=background, white=colour)  # type: ignore[arg-type]
+    picture = picture.resize((side, side), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(1.2))
+    canvas = Image.new("RGB", size, background)  # type: ignore[arg-type]
+    noise = np.random.default_rng(rng.randint(0, 2**31)).normal(0, 4, (height, width, 1))
+    canvas = Image.fromarray(np.clip(np.asarray(canvas, np.float32) + noise, 0, 255).astype(np.uint8))
+    canvas.paste(picture, ((width - side) // 2, (height - side) // 2))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_catalog_jpegs(root: Path, n: int, seed: int = 0) -> Path:
+    """``n`` catalog JPEGs under ``root/<category>/``; reused when already there."""
+    done = root / ".complete"
+    if done.is_file() and done.read_text() == f"{n} {seed}":
+        return root
+    rng = random.Random(seed)
+    for i, (category, garment) in enumerate(garment_images(n, "test", seed)):
+        path = root / category / f"{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(catalog_jpeg(garment, rng))
+    done.write_text(f"{n} {seed}")
+    return root
+
+
+def query_jpegs(n: int, seed: int = 1) -> list[bytes]:
+    """Shopper-style query uploads: catalog-like JPEGs of garments from the test split."""
+    rng = random.Random(seed)
+    return [catalog_jpeg(g, rng, (480, 640)) for _, g in garment_images(n, "test", seed)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(home: Path, **env: str) -> Iterator[str]:
+    """A real `lookalike serve` over ``home`` on a free port; yields its base URL."""
+    port = free_port()
+    environment = {**os.environ, "LOOKALIKE_HOME": str(home), **{f"LOOKALIKE_{k.upper()}": v for k, v in env.items()}}
+    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
+                              env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 600
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                urllib.request.urlopen(f"{base}/api/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def multipart(data: bytes, fields: dict[str, str], filename: str = "query.jpg") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part and text fields; returns (body, content type)."""
+    boundary = "lookalikebenchmarkboundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

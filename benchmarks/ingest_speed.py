@@ -1,0 +1,127 @@
+"""Ingest throughput on realistic JPEGs, side by side with the bare backbone and a PyTorch-eager pipeline.
+
+    python benchmarks/ingest_speed.py --images 2000 --rounds 3
+
+Three ways to turn the same 600x800 catalog JPEGs into backbone features, interleaved in each round:
+- ``ingest``: `lookalike ingest`'s pipeline in-process (fresh home and feature cache each round: read, hash,
+  decode in worker threads overlapping ONNX inference, catalog DB, index, save);
+- ``backbone``: the bare ONNX backbone on already-decoded, already-resized input tensors (its own limit);
+- ``eager``: what typical projects do: PIL decode, torchvision-style transforms, the same network in PyTorch eager
+  mode under ``torch.no_grad()``, one image at a time, features appended to a Python list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from common import median, write_catalog_jpegs
+
+from lookalike.backbone.registry import get_spec
+from lookalike.config import Settings
+from lookalike.data.sources import open_source
+from lookalike.engine import load_extractor, open_engine
+from lookalike.ingest import ingest
+
+
+def ingest_rate(settings: Settings, catalog: Path) -> float:
+    """Images/s of ingesting ``catalog`` into a fresh home (model loading excluded)."""
+    shutil.rmtree(settings.home, ignore_errors=True)
+    engine = open_engine(settings)
+    started = time.perf_counter()
+    report = ingest(engine, open_source(catalog))
+    engine.close()
+    elapsed = time.perf_counter() - started
+    if report.failures or report.added != report.seen:
+        raise RuntimeError(f"ingest did not add every image: {report}")
+    return report.added / elapsed
+
+
+def backbone_rate(settings: Settings, tensors: np.ndarray) -> float:
+    """Images/s of the ONNX backbone alone over prepared inputs, in the ingest's batch size."""
+    extractor = load_extractor(settings)
+    extractor(tensors[: settings.batch_size])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(tensors), settings.batch_size):
+        extractor(tensors[start : start + settings.batch_size])
+    return len(tensors) / (time.perf_counter() - started)
+
+
+def eager_rate(settings: Settings, paths: list[Path]) -> float:
+    """Images/s of a straightforward PyTorch-eager pipeline with the same network and input size."""
+    import torch
+    from PIL import Image
+
+    spec = get_spec(settings.backbone)
+    assert spec.build is not None
+    model = spec.build(settings.backbone_weights).eval()
+    size = spec.preprocessing.input_size
+    mean = torch.tensor(spec.preprocessing.mean).view(3, 1, 1)
+    std = torch.tensor(spec.preprocessing.std).view(3, 1, 1)
+
+    def transform(image: Image.Image) -> torch.Tensor:  # Resize(size), CenterCrop(size), ToTensor, Normalize
+        width, height = image.size
+        scale = size / min(width, height)
+        image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
+                             Image.Resampling.BILINEAR)
+        left, top = (image.width - size) // 2, (image.height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+        tensor = torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1)
+        return (tensor - mean) / std
+
+    features = []
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))  # warm-up
+        started = time.perf_counter()
+        for path in paths:
+            image = Image.open(path).convert("RGB")
+            features.append(model(transform(image).unsqueeze(0)).numpy()[0])
+    return len(paths) / (time.perf_counter() - started)
+
+
+def run(work: Path, images: int, rounds: int, eager_images: int, models_dir: Path | None = None) -> dict[str, Any]:
+    catalog = write_catalog_jpegs(work / f"catalog-jpeg-{images}", images)
+    paths = sorted(catalog.rglob("*.jpg"))
+    settings = Settings(home=work / "ingest-home", models_dir=models_dir or work / "models",
+                        _env_file=None)  # type: ignore[call-arg]
+    extractor = load_extractor(settings)  # exports the backbone once, outside the timings
+    from lookalike.embedding.featurizer import Featurizer
+
+    featurizer = Featurizer(extractor, max_pixels=settings.max_image_pixels)
+    tensors = np.stack([featurizer.prepare(p) for p in paths])
+    rates: dict[str, list[float]] = {"ingest": [], "backbone": [], "eager": []}
+    for _ in range(rounds):
+        rates["backbone"].append(backbone_rate(settings, tensors))
+        rates["ingest"].append(ingest_rate(settings, catalog))
+        rates["eager"].append(eager_rate(settings, paths[:eager_images]))
+    ratio_backbone = [i / b for i, b in zip(rates["ingest"], rates["backbone"], strict=True)]
+    ratio_eager = [i / e for i, e in zip(rates["ingest"], rates["eager"], strict=True)]
+    return {
+        "images": len(paths), "eager_images": min(eager_images, len(paths)), "rounds": rounds,
+        "image_size": "600x800 JPEG", "backbone": settings.backbone, "batch_size": settings.batch_size,
+        "images_per_s": {name: round(median(values), 1) for name, values in rates.items()},
+        "ingest_vs_backbone": round(median(ratio_backbone), 3),
+        "ingest_vs_eager": round(median(ratio_eager), 2),
+        "all_rounds": {name: [round(v, 1) for v in values] for name, values in rates.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--eager-images", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=None, help="Folder for the generated catalog and homes.")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="lookalike-bench-"))
+    print(json.dumps(run(work, args.images, args.rounds, args.eager_images), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""End-to-end latency of POST /api/search (JPEG upload to JSON) and throughput under concurrent load.
+
+    python benchmarks/query_latency.py --home ~/.lookalike --requests 500 --clients 32 --seconds 30
+
+Starts a real `lookalike serve` over an ingested home, then (1) sends ``--requests`` searches one at a time and
+reports p50/p95/p99, and (2) runs ``--clients`` concurrent clients for ``--seconds`` with server-side query
+micro-batching on and off, side by side, reporting queries/s, latency percentiles and errors.
+Clients use keep-alive connections and pre-built request bodies, so the client costs little CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from common import multipart, percentiles, query_jpegs, serve
+
+
+class Client:
+    """One keep-alive HTTP connection posting searches."""
+
+    def __init__(self, base: str) -> None:
+        url = urlparse(base)
+        self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+
+    def search(self, body: bytes, content_type: str) -> tuple[float, int]:
+        """(latency ms, status) of one search."""
+        started = time.perf_counter()
+        self.connection.request("POST", "/api/search", body=body, headers={"Content-Type": content_type})
+        response = self.connection.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status == 200 and not json.loads(payload)["results"]:
+            return elapsed, 599  # an empty answer counts as an error
+        return elapsed, response.status
+
+
+def bodies(n: int, k: int) -> list[tuple[bytes, str]]:
+    return [multipart(data, {"k": str(k)}) for data in query_jpegs(n)]
+
+
+def sequential(base: str, requests: list[tuple[bytes, str]], warmup: int = 10) -> dict[str, Any]:
+    client = Client(base)
+    for body in requests[:warmup]:
+        client.search(*body)
+    timings, errors = [], 0
+    for body in requests:
+        elapsed, status = client.search(*body)
+        timings.append(elapsed)
+        errors += status != 200
+    return {"requests": len(timings), "errors": errors, **percentiles(timings)}
+
+
+def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` threads searching back to back for ``seconds``."""
+    timings: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker(offset: int) -> None:
+        client = Client(base)
+        i = offset
+        local, failed = [], 0
+        while time.perf_counter() < stop:
+            try:
+                elapsed, status = client.search(*requests[i % len(requests)])
+            except (OSError, http.client.HTTPException):
+                client, elapsed, status = Client(base), 0.0, 0
+            local.append(elapsed)
+            failed += status != 200
+            i += clients
+        with lock:
+            timings.extend(local)
+            errors[0] += failed
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(timings), "errors": errors[0],
+            "queries_per_s": round(len(timings) / elapsed, 1), **percentiles(timings)}
+
+
+def catalog_size(base: str) -> int:
+    client = Client(base)
+    client.connection.request("GET", "/api/stats")
+    return int(json.loads(client.connection.getresponse().read())["items"])
+
+
+def run(home: Path, requests: int, clients: int, seconds: float, k: int = 5) -> dict[str, Any]:
+    request_bodies = bodies(max(requests, 50), k)
+    result: dict[str, Any] = {"home": str(home), "k": k}
+    for batching in ("true", "false"):
+        with serve(home, query_batching=batching) as base:
+            result["catalog_items"] = catalog_size(base)
+            if batching == "true":
+                result["sequential"] = sequential(base, request_bodies[:requests])
+            if clients:
+                result[f"load_batching_{'on' if batching == 'true' else 'off'}"] = load(
+                    base, request_bodies, clients, seconds)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--k", type=int, default=5)
+    args = parser.parse_args()
+    print(json.dumps(run(args.home, args.requests, args.clients, args.seconds, args.k), indent=2))
+
+
+if __name__ == "__main__":
+    main()

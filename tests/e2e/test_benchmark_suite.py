@@ -1,0 +1,41 @@
+"""The speed benchmark suite runs end to end on tiny sizes (so it cannot rot) and writes its Markdown section."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_suite_measures_every_stage_and_writes_markdown(tmp_path: Path, models_dir: Path) -> None:
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text("# Benchmarks\n\nHand-written notes stay.\n")
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
+               "--results", str(tmp_path / "results"), "--markdown", str(markdown), "--models-dir", str(models_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ingest = json.loads((tmp_path / "results" / "ingest.json").read_text())
+    assert set(ingest["images_per_s"]) == {"ingest", "backbone", "eager"}
+    assert all(rate > 0 for rate in ingest["images_per_s"].values())
+
+    latency = json.loads((tmp_path / "results" / "latency.json").read_text())
+    assert latency["demo"]["sequential"]["errors"] == 0 and latency["demo"]["sequential"]["requests"] == 20
+    assert latency["demo"]["load_batching_on"]["errors"] == 0 and latency["demo"]["load_batching_on"]["requests"] > 0
+    assert latency["scaled"]["catalog_items"] == 2000 and latency["scaled"]["sequential"]["errors"] == 0
+
+    rows = json.loads((tmp_path / "results" / "scale.json").read_text())["rows"]
+    flat = [r for r in rows if r["index"] == "Flat"]
+    hnsw = [r for r in rows if r["index"].startswith("HNSW")]
+    assert [r["items"] for r in flat] == [500, 2000] and all(r["recall_at_10"] == 1.0 for r in flat)
+    assert all(0.9 <= r["recall_at_10"] <= 1.0 for r in hnsw)
+
+    text = markdown.read_text()
+    assert "Hand-written notes stay." in text
+    assert text.count("<!-- speed-suite:begin -->") == 1
+    assert re.search(r"\| 2,000 items \| 20 \| [\d.]+ \|", text)
+    assert "micro-batching on" in text and "Ingest / bare backbone" in text
