@@ -448,7 +448,6 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from lookalike.api.main import create_app
-
     from lookalike.engine import open_engine
 
     with _errors():

@@ -17,8 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from lookalike import __version__
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.routes import items, meta, search
-from lookalike.api.state import AppState
 from lookalike.api.schemas import ErrorBody
+from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine, open_engine
 from lookalike.errors import (
