@@ -12,11 +12,11 @@ import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TOKEN, ingested, running
 from lookalike.api import deps
 from lookalike.api.main import create_app
 from lookalike.config import get_settings
 
+from apiserver import TOKEN, ingested, running
 from imagegen import make_image
 
 READ_ONLY_POSTS = {"/api/search"}  # POST routes that change nothing in the catalog

@@ -13,7 +13,7 @@ import httpx2 as httpx
 
 from lookalike.api.main import create_app
 
-from conftest import TOKEN, running
+from apiserver import TOKEN, running
 from imagegen import CATEGORIES, make_image
 
 DURATION_S = 12.0
@@ -63,7 +63,10 @@ def searcher(url: str, shared: Shared, deadline: float, seed: int) -> None:
             if response.status_code != 200:
                 shared.error(f"search: {response.status_code} {response.text[:200]}")
                 continue
-            stale = {r["id"] for r in response.json()["results"]} & gone
+            results = response.json()["results"]
+            if len(results) != 10:
+                shared.error(f"search returned {len(results)} results, not 10")
+            stale = {r["id"] for r in results} & gone
             if stale:
                 shared.error(f"search returned deleted items {sorted(stale)}")
 

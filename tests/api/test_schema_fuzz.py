@@ -12,9 +12,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import TOKEN
 from lookalike.api.main import create_app
 from lookalike.config import Settings
+
+from apiserver import TOKEN
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

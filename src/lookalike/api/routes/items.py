@@ -130,7 +130,8 @@ def delete_item(state: State, item: ItemId) -> Response:
     """Remove an item; it is gone from search results as soon as this returns."""
     with state.write_lock:
         _record(state, item)
-        state.engine.catalog.delete_items([item])
+        # Index first: a search meanwhile must not get an id whose record is gone (it would return fewer than k).
         state.engine.store.remove(np.array([item]))
+        state.engine.catalog.delete_items([item])
         state.engine.save()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
