@@ -92,3 +92,29 @@ def make_dataset(folder: Path, n_train: int = 12, n_test: int = 6, *, gz: bool =
             write_idx(folder / name, images if f.kind == "images" else labels, gz=gz)
         arrays[split] = (images, labels)
     return arrays
+
+
+def write_tiny_backbone(folder: Path, input_size: int = 32, features: int = 16) -> str:
+    """A tiny random convolutional ONNX backbone (``onnx:PATH`` with its sidecar), for tests that need thousands
+    of images through the real pipeline fast; returns the backbone name for Settings."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(0, 0.5, (features, 3, 4, 4)).astype(np.float32), "weights")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "weights"], ["conv"], strides=[4, 4]),
+         helper.make_node("Relu", ["conv"], ["relu"]),
+         helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["features"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, input_size, input_size])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", features])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.onnx"
+    onnx.save(model, path)
+    (folder / "tiny.onnx.json").write_text(json.dumps({"input_size": input_size, "mean": [0.5] * 3, "std": [0.5] * 3}))
+    return f"onnx:{path}"

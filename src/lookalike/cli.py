@@ -448,9 +448,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from lookalike.api.main import create_app
+    from lookalike.engine import open_engine
 
     with _errors():
-        application = create_app(settings)
+        application = create_app(settings, open_engine(settings))  # a corrupt index is reported here, not traced
         out.print(f"Lookalike dashboard: http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
         uvicorn.run(application, host=host, port=port, log_level="warning")
 

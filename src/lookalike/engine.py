@@ -106,7 +106,7 @@ def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: boo
     extractor = load_extractor(settings)
     head = load_head(settings.heads_dir, extractor)
     manifest = index_manifest(extractor, head)
-    if FaissStore.exists(settings.index_dir) and not fresh_index:
+    if not fresh_index and FaissStore.exists(settings.index_dir):
         store = FaissStore.load(settings.index_dir, manifest)
     else:
         store = FaissStore(settings.index_dir, manifest)

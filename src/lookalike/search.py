@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lookalike.engine import Engine
 
 MAX_K = 1000
+DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class SearchService:
     ) -> list[SearchResponse]:
         self._check(k)
         started = started if started is not None else time.perf_counter()
-        extra = len(exclude) if exclude else 0
+        extra = (len(exclude) if exclude else 0) + DELETE_SLACK
         scores, ids = self.engine.store.search(vectors, k + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)

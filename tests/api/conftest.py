@@ -1,15 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from lookalike.api.main import create_app
-from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
-from lookalike.ingest import ingest
+from lookalike.config import Settings
 
-TOKEN = "s3cret-token"
+from apiserver import TOKEN, ingested, running
 
 
 @pytest.fixture
@@ -19,11 +19,24 @@ def api_settings(settings):
 
 @pytest.fixture
 def client(api_settings, catalog_dir):
-    engine = open_engine(api_settings)
-    ingest(engine, open_source(catalog_dir))
-    engine.close()
-    with TestClient(create_app(api_settings)) as test_client:
+    with TestClient(create_app(ingested(api_settings, catalog_dir))) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def live_settings(tmp_path_factory, models_dir, catalog_dir) -> Settings:
+    """Settings over an ingested home shared by one test module (token set)."""
+    home = tmp_path_factory.mktemp("live") / "home"
+    settings = Settings(home=home, models_dir=models_dir, batch_size=8, checkpoint_every=8, decode_workers=2,
+                        api_token=SecretStr(TOKEN), _env_file=None)  # type: ignore[call-arg]
+    return ingested(settings, catalog_dir)
+
+
+@pytest.fixture(scope="module")
+def live_url(live_settings) -> Iterator[str]:
+    """A real uvicorn server over ``live_settings``."""
+    with running(create_app(live_settings)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -14,10 +15,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
+from lookalike.api.limits import BodySizeLimit
 from lookalike.api.routes import items, meta, search
+from lookalike.api.schemas import ErrorBody
 from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
-from lookalike.engine import open_engine
+from lookalike.engine import Engine, open_engine
 from lookalike.errors import (
     BackboneError,
     EmptyCatalogError,
@@ -54,15 +57,27 @@ def _plotly_js() -> Path | None:
     return path if path.is_file() else None
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The application; ``settings`` default to the environment's."""
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": description}
+    for code, description in [(400, "Unreadable upload or bad request"), (401, "Missing bearer token"),
+                              (403, "Wrong token, or catalog changes disabled"), (404, "No such item"),
+                              (409, "Empty catalog or model mismatch"), (410, "Item image file gone"),
+                              (413, "Upload over the size limit"), (422, "Invalid parameters"),
+                              (503, "Backbone unavailable")]
+}
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The application; ``settings`` default to the environment's; ``engine`` (already opened, e.g. so the CLI
+    can report a corrupt index before serving) is opened in the lifespan when not given."""
     settings = settings or get_settings()
+    prepared = engine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.search_threads:
             set_search_threads(settings.search_threads)
-        engine = open_engine(settings)
+        engine = prepared or open_engine(settings)
         state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)
         try:
@@ -70,22 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.close()
 
-    app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Visual search for fashion catalogs: upload a garment, get the most similar items.")
+    app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD,
+                       detail=f"request body larger than the {settings.max_upload_mb:g} MB upload limit")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-
-    limit = int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
-
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
-        """413 from the declared Content-Length, before any of the body is read."""
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            return JSONResponse({"detail": f"request body larger than the {settings.max_upload_mb:g} MB limit"},
-                                status_code=status.HTTP_413_CONTENT_TOO_LARGE)
-        return await call_next(request)
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, exc: LookalikeError) -> JSONResponse:

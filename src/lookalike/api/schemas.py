@@ -7,6 +7,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class ErrorBody(BaseModel):
+    """Every error response: a human-readable message, plus the failing fields for a validation error."""
+
+    detail: str = Field(description="What was wrong, in words.")
+    errors: list[dict[str, Any]] | None = Field(None, description="Per-field problems (422 only).")
+
+
 class Result(BaseModel):
     id: int
     rank: int

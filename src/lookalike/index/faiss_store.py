@@ -18,7 +18,7 @@ import numpy as np
 from lookalike.errors import IndexCorruptError
 from lookalike.index.base import FORMAT_VERSION, IndexManifest
 from lookalike.index.choose import IndexChoice, choose_index
-from lookalike.index.snapshot import current_generation, read_manifest, write_generation
+from lookalike.index.snapshot import REBUILD_HINT, current_generation, read_current, write_generation
 
 log = logging.getLogger(__name__)
 
@@ -243,24 +243,24 @@ class FaissStore:
     @classmethod
     def load(cls, directory: Path, expected: IndexManifest) -> FaissStore:
         """Load the current generation; refuses one built by another model, or corrupt files."""
-        folder = current_generation(directory)
-        if folder is None:
+        current = read_current(directory)
+        if current is None:
             raise IndexCorruptError(f"no index saved in {directory}")
-        data = read_manifest(folder)
+        folder, data = current
         if data.get("format") != FORMAT_VERSION:
             raise IndexCorruptError(f"index in {folder} has unknown format {data.get('format')}")
-        fields = {f: data[f] for f in IndexManifest.__dataclass_fields__ if f in data}
-        IndexManifest(**fields).check_compatible(expected, str(directory))
-        store = cls(directory, expected, data["index_key"])
         try:
+            fields = {f: data[f] for f in IndexManifest.__dataclass_fields__ if f in data}
+            IndexManifest(**fields).check_compatible(expected, str(directory))
+            store = cls(directory, expected, str(data["index_key"]))
             store._index = faiss.read_index(str(folder / "index.faiss"))  # type: ignore[assignment]
             store._codes = np.load(folder / "codes.npy")
             store._tombstones = set(np.load(folder / "tombstones.npy").tolist())
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise IndexCorruptError(f"cannot read index in {folder}: {exc}") from exc
-        store._categories = list(data.get("categories", []))
+            store._categories = [str(c) for c in data.get("categories", [])]
+        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexCorruptError(f"cannot read index in {folder}: {exc}; {REBUILD_HINT}") from None
         if store._index.d != expected.dim or len(store) != data.get("count"):
-            raise IndexCorruptError(f"index in {folder} disagrees with its manifest")
+            raise IndexCorruptError(f"index in {folder} disagrees with its manifest: {REBUILD_HINT}")
         return store
 
     def describe(self) -> dict[str, object]:

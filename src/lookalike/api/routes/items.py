@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from lookalike.api.deps import State, WriteAccess
@@ -25,6 +26,7 @@ from lookalike.search import MAX_K
 
 router = APIRouter(prefix="/api/items", tags=["items"])
 THUMB_SIZE = 256
+ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The item's catalog id.")]  # SQLite's range
 
 
 def to_item(record: ItemRecord) -> Item:
@@ -41,12 +43,12 @@ def _record(state: State, item: int) -> ItemRecord:
 
 
 @router.get("/{item}", response_model=Item)
-def get_item(state: State, item: int) -> Item:
+def get_item(state: State, item: ItemId) -> Item:
     return to_item(_record(state, item))
 
 
 @router.get("/{item}/image", response_class=Response, responses={200: {"content": {"image/*": {}}}})
-def get_image(state: State, item: int, size: Literal["full", "thumb"] = "full") -> Response:
+def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full") -> Response:
     """The item's image, by catalog id only (never by a client-given path)."""
     record = _record(state, item)
     path = Path(record.path)
@@ -66,7 +68,7 @@ def get_image(state: State, item: int, size: Literal["full", "thumb"] = "full") 
 
 
 @router.get("/{item}/similar", response_model=SearchResponse)
-def similar(state: State, item: int, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
+def similar(state: State, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
             category: str | None = None) -> SearchResponse:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
     filter_category = check_category(state, category)
@@ -90,7 +92,7 @@ def add_items(
     """Add images to the catalog; searchable as soon as this returns."""
     try:
         extra = json.loads(metadata) if metadata else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"metadata is not valid JSON: {exc}") from None
     if not isinstance(extra, dict):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "metadata must be a JSON object")
@@ -124,11 +126,12 @@ def add_items(
 
 
 @router.delete("/{item}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess])
-def delete_item(state: State, item: int) -> Response:
+def delete_item(state: State, item: ItemId) -> Response:
     """Remove an item; it is gone from search results as soon as this returns."""
     with state.write_lock:
         _record(state, item)
-        state.engine.catalog.delete_items([item])
+        # Index first: a search meanwhile must not get an id whose record is gone (it would return fewer than k).
         state.engine.store.remove(np.array([item]))
+        state.engine.catalog.delete_items([item])
         state.engine.save()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
