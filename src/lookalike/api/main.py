@@ -27,6 +27,7 @@ from lookalike.errors import (
     LookalikeError,
     ModelMismatchError,
     NotFoundError,
+    VectorStoreError,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ STATUS_OF: list[tuple[type[LookalikeError], int]] = [
     (EmptyCatalogError, status.HTTP_409_CONFLICT),
     (ModelMismatchError, status.HTTP_409_CONFLICT),
     (BackboneError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (VectorStoreError, status.HTTP_503_SERVICE_UNAVAILABLE),
 ]
 
 
