@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,15 +129,23 @@ class MilvusStore:
         found.check_compatible(self.manifest, self.where)
 
     def _load_membership(self) -> None:
+        for row in self._all_rows():
+            self._category_of[int(row["id"])] = row.get("category")
+        self._counts = Counter(c for c in self._category_of.values() if c is not None)
+
+    def _all_rows(self) -> Iterator[dict[str, Any]]:
+        """Every (id, category): one query on Milvus Lite (which cannot stamp query iterators), else pages."""
+        fields = ["id", "category"]
+        if self.config.is_lite:
+            yield from self._guard(lambda: self._client.query(self._name, filter="id >= 0", output_fields=fields))
+            return
         iterator = self._guard(lambda: self._client.query_iterator(
-            self._name, batch_size=ITERATOR_BATCH, filter="", output_fields=["id", "category"]))
+            self._name, batch_size=ITERATOR_BATCH, filter="", output_fields=fields))
         try:
             while rows := self._guard(iterator.next):
-                for row in rows:
-                    self._category_of[int(row["id"])] = row.get("category")
+                yield from rows
         finally:
             iterator.close()
-        self._counts = Counter(c for c in self._category_of.values() if c is not None)
 
     # --- membership ---------------------------------------------------------------------------
 
