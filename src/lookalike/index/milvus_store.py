@@ -22,6 +22,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from lookalike.errors import IndexCorruptError, VectorStoreError
+from lookalike.index import faiss_compat
 from lookalike.index.base import FORMAT_VERSION, IndexManifest
 from lookalike.index.choose import HNSW_M, ID_OVERHEAD, IndexChoice
 from lookalike.index.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE
@@ -246,6 +247,7 @@ class MilvusStore:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
+        faiss_compat.repair()  # Milvus Lite searches with FAISS in this process
         with self._lock:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids

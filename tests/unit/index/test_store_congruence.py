@@ -160,3 +160,19 @@ def test_optimize_rebuilds_the_index_when_the_configured_type_changed(tmp_path):
     _, ids = store.search(unit(N, 0)[200:201], 1)
     assert ids[0, 0] == 210
     store.close()
+
+
+def test_milvus_lite_search_survives_faiss_torch_utils(tmp_path):
+    """pytorch-metric-learning imports faiss.contrib.torch_utils, whose NumPy path drops FAISS search params."""
+    import faiss.contrib.torch_utils  # noqa: F401
+
+    exact = FaissStore(tmp_path / "faiss", MANIFEST)
+    store = milvus(tmp_path, "HNSW")
+    for each in (exact, store):
+        apply_history(each)
+    store.save()  # sealed segments are searched through their FAISS index
+    queries = unit(20, 11)
+    _, truth = exact.search(queries, 10, category="shirt")
+    _, found = store.search(queries, 10, category="shirt")
+    assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)]) >= 0.99
+    store.close()
