@@ -75,7 +75,10 @@ def main() -> None:
             for start in range(0, len(keep), 4096):
                 chunk = keep[start : start + 4096]
                 store.add(ids[chunk], vectors[chunk], [categories[i] for i in chunk])
-            store.save()
+            if isinstance(store, MilvusStore):
+                store.save(force=True)  # sealed, indexed segments, as after an ingest
+            else:
+                store.save()
             build_seconds[name] = round(time.perf_counter() - started, 2)
             stores[name] = store
         for store in stores.values():  # warm-up

@@ -170,7 +170,7 @@ def test_milvus_lite_search_survives_faiss_torch_utils(tmp_path):
     store = milvus(tmp_path, "HNSW")
     for each in (exact, store):
         apply_history(each)
-    store.save()  # sealed segments are searched through their FAISS index
+    store.save(force=True)  # sealed segments are searched through their FAISS index
     queries = unit(20, 11)
     _, truth = exact.search(queries, 10, category="shirt")
     _, found = store.search(queries, 10, category="shirt")
