@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages: the Fashion-MNIST files (the demo downloads them instead where apt is unavailable) and
-# Chromium for the browser tests. Installed only when missing, and only where apt-get can run as root.
-DEBIAN_PACKAGES := dataset-fashion-mnist chromium
+# Debian packages: the Fashion-MNIST files (the demo downloads them instead where apt is unavailable),
+# Chromium for the browser tests and PostgreSQL for the catalog database tests. Installed only when missing,
+# and only where apt-get can run as root.
+DEBIAN_PACKAGES := dataset-fashion-mnist chromium postgresql
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -36,6 +37,7 @@ test: setup system-deps
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
+	$(BIN)/hadolint Dockerfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,6 +4,7 @@ and Settings pointing at a temporary home."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lookalike.backbone.runtime import FeatureExtractor, load_backbone  # noqa: 
 from lookalike.config import Settings  # noqa: E402
 
 from imagegen import write_catalog  # noqa: E402
+from pgserver import PostgresServer, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,19 @@ def query_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path, models_dir: Path) -> Settings:
     return Settings(home=tmp_path / "home", models_dir=models_dir, batch_size=8, checkpoint_every=8,
                     decode_workers=2, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (see tests/pgserver.py)."""
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalog database: a SQLite file, then a fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'catalog.db'}"
+    return request.getfixturevalue("postgres").new_database()

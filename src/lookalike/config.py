@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     backbone_weights: str | None = Field(
         None, description="Weights file for the backbone; default its packaged or cached ImageNet weights."
     )
-    vector_store: Literal["faiss"] = "faiss"
+    vector_store: Literal["faiss", "milvus"] = Field("faiss", description="In-process FAISS, or Milvus.")
+    milvus_uri: str | None = Field(None, description="Milvus Lite file or http://host:19530; default HOME/milvus.db.")
+    milvus_token: SecretStr | None = Field(None, description="Milvus credentials, 'user:password' or an API key.")
+    milvus_collection: str = Field("lookalike", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    milvus_index: Literal["HNSW", "FLAT", "IVF_FLAT"] = Field("HNSW", description="Milvus vector index type.")
     index_memory_budget_mb: int = Field(2048, description="Memory the vector index may use.")
     batch_size: int = Field(32, ge=1, le=1024)
     decode_workers: int = Field(2, ge=1, le=64)
@@ -52,6 +56,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @cached_property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str(self.home / "milvus.db")
 
     @property
     def index_dir(self) -> Path:

@@ -17,8 +17,8 @@ from lookalike.config import Settings
 from lookalike.embedding.feature_cache import FeatureCache
 from lookalike.embedding.featurizer import Featurizer
 from lookalike.embedding.head import EmbeddingHead, identity_head
-from lookalike.index.base import IndexManifest
-from lookalike.index.faiss_store import FaissStore
+from lookalike.index.base import IndexManifest, VectorStore
+from lookalike.index.open_store import MilvusConfig, open_store
 from lookalike.ingest import reconcile as reconcile_index
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Engine:
     featurizer: Featurizer
     head: EmbeddingHead
     catalog: Catalog
-    store: FaissStore
+    store: VectorStore
     memory_budget_bytes: int
     checkpoint_every: int = 2048
 
@@ -59,6 +59,7 @@ class Engine:
 
     def close(self) -> None:
         self.save()
+        self.store.close()
         self.catalog.close()
 
 
@@ -98,6 +99,11 @@ def build_featurizer(settings: Settings, extractor: FeatureExtractor) -> Featuri
                       workers=settings.decode_workers, max_pixels=settings.max_image_pixels)
 
 
+def milvus_config(settings: Settings) -> MilvusConfig:
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    return MilvusConfig(settings.resolved_milvus_uri, token, settings.milvus_collection, settings.milvus_index)
+
+
 def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: bool = True) -> Engine:
     """Load everything; ``fresh_index`` starts an empty index (rebuilt from the catalog by reconcile).
 
@@ -106,10 +112,8 @@ def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: boo
     extractor = load_extractor(settings)
     head = load_head(settings.heads_dir, extractor)
     manifest = index_manifest(extractor, head)
-    if not fresh_index and FaissStore.exists(settings.index_dir):
-        store = FaissStore.load(settings.index_dir, manifest)
-    else:
-        store = FaissStore(settings.index_dir, manifest)
+    store = open_store(settings.vector_store, manifest, faiss_dir=settings.index_dir,
+                       milvus=milvus_config(settings), fresh=fresh_index)
     engine = Engine(
         featurizer=build_featurizer(settings, extractor),
         head=head,

@@ -33,6 +33,10 @@ class IndexCorruptError(LookalikeError):
     """A persisted vector index is truncated, corrupt or inconsistent with its manifest."""
 
 
+class VectorStoreError(LookalikeError):
+    """The vector store's server cannot be reached or refused a request."""
+
+
 class NotFoundError(LookalikeError):
     """A requested item does not exist."""
 

@@ -12,9 +12,13 @@ from lookalike.config import Settings
 from apiserver import TOKEN, ingested, running
 
 
-@pytest.fixture
-def api_settings(settings):
-    return settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+@pytest.fixture(params=["faiss+sqlite", "milvus+postgresql"])
+def api_settings(request, settings):
+    """Every API test runs on the embedded default and on the scale-out stack (Milvus Lite, PostgreSQL)."""
+    update: dict[str, object] = {"api_token": SecretStr(TOKEN)}
+    if request.param == "milvus+postgresql":
+        update |= {"vector_store": "milvus", "database_url": request.getfixturevalue("postgres").new_database()}
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture

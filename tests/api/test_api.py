@@ -114,11 +114,14 @@ def test_writes_are_disabled_without_a_configured_token(settings, catalog_dir):
         assert response.status_code == 403 and "LOOKALIKE_API_TOKEN" in response.json()["detail"]
 
 
-def test_metadata_endpoints(client):
+def test_metadata_endpoints(client, api_settings):
     search(client, jpeg("checks", 5), k="2")
     assert client.get("/api/health").json()["status"] == "ok"
     stats = client.get("/api/stats").json()
     assert stats["items"] == 18 and stats["categories"] == 3 and stats["searches"] >= 1
+    assert stats["index"]["type"] == {"faiss": "Flat", "milvus": "milvus:HNSW"}[api_settings.vector_store]
+    database = {"faiss": "sqlite:", "milvus": "postgresql+psycopg:"}[api_settings.vector_store]
+    assert api_settings.resolved_database_url.startswith(database)
     categories = client.get("/api/categories").json()
     assert {c["name"]: c["count"] for c in categories} == {"checks": 6, "circles": 6, "stripes": 6}
     history = client.get("/api/history").json()

@@ -30,6 +30,7 @@ from lookalike.errors import (
     LookalikeError,
     ModelMismatchError,
     NotFoundError,
+    VectorStoreError,
 )
 from lookalike.index.faiss_store import set_search_threads
 
@@ -45,6 +46,7 @@ STATUS_OF: list[tuple[type[LookalikeError], int]] = [
     (EmptyCatalogError, status.HTTP_409_CONFLICT),
     (ModelMismatchError, status.HTTP_409_CONFLICT),
     (BackboneError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (VectorStoreError, status.HTTP_503_SERVICE_UNAVAILABLE),
 ]
 
 

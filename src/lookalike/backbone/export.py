@@ -27,7 +27,11 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
 
     The exported graph is checked against PyTorch eager on a random batch before it is kept.
     """
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackboneError(f"no exported model at {dest}, and exporting {spec.name} needs the training stack: "
+                            "pip install 'lookalike[train]', or mount an exported models folder") from exc
 
     if spec.build is None:
         raise BackboneError(f"{spec.name} is not exportable: it is already an ONNX model")

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from lookalike.errors import ModelMismatchError
+from lookalike.index.choose import IndexChoice
 
 FORMAT_VERSION = 1
 
@@ -41,6 +42,7 @@ class VectorStore(Protocol):
     """Cosine-similarity search over L2-normalized vectors with int64 ids and a category per id."""
 
     dim: int
+    dirty: bool  # changed since the last save
 
     def __len__(self) -> int: ...
 
@@ -60,3 +62,15 @@ class VectorStore(Protocol):
 
     def save(self) -> None:
         """Persist durably and atomically (a crash leaves the previous version loadable)."""
+
+    def optimize(self, memory_budget_bytes: int) -> IndexChoice:
+        """Bring the index to the type that suits its size (after a bulk load); returns what it is now."""
+
+    def category_counts(self) -> dict[str, int]:
+        """Items per category (items without a category are not counted)."""
+
+    def describe(self) -> dict[str, object]:
+        """Type, size and manifest, for ``info`` and ``/api/stats``."""
+
+    def close(self) -> None:
+        """Release connections (the data stay)."""

@@ -263,6 +263,9 @@ class FaissStore:
             raise IndexCorruptError(f"index in {folder} disagrees with its manifest: {REBUILD_HINT}")
         return store
 
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process."""
+
     def describe(self) -> dict[str, object]:
         return {"type": self.key, "count": len(self), "dim": self.dim, "tombstones": len(self._tombstones),
                 "directory": str(self.directory), **self.manifest.to_dict()}
