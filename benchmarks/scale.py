@@ -31,7 +31,8 @@ from lookalike.config import Settings
 from lookalike.engine import index_manifest, open_engine
 from lookalike.index.base import IndexManifest
 from lookalike.index.choose import choose_index
-from lookalike.index.faiss_store import FaissStore, set_search_threads
+from lookalike.index.faiss_store import FaissStore
+from lookalike.threads import limit_native_threads
 
 QUERIES = 1000
 
@@ -91,7 +92,7 @@ def loaded_bytes_per_item(store: FaissStore) -> float:
 def build(directory: Path, manifest: IndexManifest, key: str, vectors: np.ndarray,
           categories: list[str | None]) -> tuple[FaissStore, float, float]:
     """A store of ``vectors`` (ids 1..n) as index ``key``: (store, build seconds, loaded bytes per item)."""
-    set_search_threads(os.cpu_count() or 1)  # builds use every core
+    limit_native_threads(os.cpu_count() or 1)  # builds use every core
     started = time.perf_counter()
     store = FaissStore(directory, manifest, key)
     chunk = 200_000 if key.startswith("IVF") else 65536  # IVF trains on its first chunk
@@ -104,7 +105,7 @@ def build(directory: Path, manifest: IndexManifest, key: str, vectors: np.ndarra
 
 def measure(store: FaissStore, queries: np.ndarray, truth: np.ndarray | None, k: int = 10) -> dict[str, float]:
     """Median single-query latency (one thread, as the server runs it) and recall@k against ``truth``."""
-    set_search_threads(1)
+    limit_native_threads(1)
     timings, found = [], []
     for query in queries:
         started = time.perf_counter()

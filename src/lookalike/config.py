@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
     query_batching: bool = Field(True, description="Share backbone passes between concurrent API queries.")
     search_threads: int = Field(
-        1, ge=0, description="FAISS threads per query in the server; 0 = all cores (concurrency comes from requests)."
+        1, ge=0, description="FAISS and BLAS threads per query in the server; 0 = all cores (parallelism comes "
+        "from concurrent requests)."
     )
     api_token: SecretStr | None = Field(None, description="Bearer token for catalog changes; unset = read-only.")
     max_upload_mb: float = Field(10.0, gt=0, description="Largest accepted upload.")

@@ -32,7 +32,7 @@ from lookalike.errors import (
     NotFoundError,
     VectorStoreError,
 )
-from lookalike.index.faiss_store import set_search_threads
+from lookalike.threads import limit_native_threads
 
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file itself
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.search_threads:
-            set_search_threads(settings.search_threads)
+            limit_native_threads(settings.search_threads)
         engine = prepared or open_engine(settings)
         state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)

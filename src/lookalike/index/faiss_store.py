@@ -37,12 +37,6 @@ def _numpy_method(index: faiss.Index, name: str):  # type: ignore[no-untyped-def
     return getattr(index, f"{name}_numpy", getattr(index, name))
 
 
-def set_search_threads(threads: int) -> None:
-    """FAISS's OpenMP threads for this process. One per query suits a server: parallelism comes from concurrent
-    requests, and a single query split over busy cores waits for the slowest (10x slower under load here)."""
-    faiss.omp_set_num_threads(threads)
-
-
 class FaissStore:
     """FAISS-backed :class:`~lookalike.index.base.VectorStore`, persisted under ``directory``."""
 
