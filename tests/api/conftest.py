@@ -29,3 +29,13 @@ def client(api_settings, catalog_dir):
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def product_client(api_settings, product_catalog):
+    """The API over the product catalog with planted duplicates."""
+    engine = open_engine(api_settings)
+    ingest(engine, open_source(product_catalog[0]))
+    engine.close()
+    with TestClient(create_app(api_settings)) as test_client:
+        yield test_client

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
-from lookalike.api.routes import items, meta, search
+from lookalike.api.routes import discover, items, meta, search
 from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
 from lookalike.engine import open_engine
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Visual search for fashion catalogs: upload a garment, get the most similar items.")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type", "X-Shopper-Id"])
 
     limit = int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD
 
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": problems or "invalid request", "errors": errors},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    for module in (search, items, meta):
+    for module in (search, items, meta, discover):
         app.include_router(module.router)
     plotly_js = _plotly_js()
     if plotly_js is not None:

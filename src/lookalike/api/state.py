@@ -9,8 +9,10 @@ from typing import Any
 
 from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
+from lookalike.duplicates import DuplicateThreshold, load_or_calibrate_threshold
 from lookalike.engine import Engine
 from lookalike.search import SearchService
+from lookalike.taste import TasteProfiles
 
 
 @dataclass
@@ -23,8 +25,25 @@ class AppState:
     started: float = field(default_factory=time.time)
     map_lock: threading.Lock = field(default_factory=threading.Lock)
     embedding_map: dict[str, Any] | None = None
+    duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
+    _duplicates: DuplicateThreshold | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         return cls(settings, engine, SearchService(engine), confidence)
+
+    @property
+    def taste(self) -> TasteProfiles:
+        return TasteProfiles(self.service)
+
+    def duplicate_threshold(self) -> DuplicateThreshold:
+        """The calibrated near-duplicate threshold, fitted on first use (and again when the catalog changed)."""
+        with self.duplicates_lock:
+            current = self._duplicates
+            size = len(self.engine.store)
+            if (current is None or current.model_version != self.engine.model_version
+                    or abs(current.items - size) > 0.2 * max(size, 1)):
+                current = load_or_calibrate_threshold(self.engine, self.settings.index_dir / "duplicates.json")
+                self._duplicates = current
+            return current
