@@ -9,7 +9,7 @@ from typing import Any
 
 from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
-from lookalike.duplicates import DuplicateThreshold, load_or_calibrate_threshold
+from lookalike.duplicates import DuplicateGroup, DuplicateThreshold, find_duplicates, load_or_calibrate_threshold
 from lookalike.engine import Engine
 from lookalike.search import SearchService
 from lookalike.taste import TasteProfiles
@@ -27,6 +27,7 @@ class AppState:
     embedding_map: dict[str, Any] | None = None
     duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
     _duplicates: DuplicateThreshold | None = None
+    _groups: tuple[tuple[object, ...], list[DuplicateGroup]] | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:
@@ -47,3 +48,14 @@ class AppState:
                 current = load_or_calibrate_threshold(self.engine, self.settings.index_dir / "duplicates.json")
                 self._duplicates = current
             return current
+
+    def duplicate_groups(self, threshold: float) -> list[DuplicateGroup]:
+        """:func:`find_duplicates`, remembered until the model, the catalog or the threshold changes."""
+        ids = self.engine.store.ids()
+        key = (self.engine.model_version, len(ids), int(ids.max()) if len(ids) else -1, threshold)
+        cached = self._groups
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        groups = find_duplicates(self.engine, threshold)
+        self._groups = (key, groups)
+        return groups

@@ -12,7 +12,6 @@ from lookalike.api.deps import Shopper, State
 from lookalike.api.routes.items import to_item
 from lookalike.api.routes.search import dedupe_threshold, to_results
 from lookalike.api.schemas import DuplicateCalibration, DuplicateGroup, DuplicatesResponse, Recommendations
-from lookalike.duplicates import find_duplicates
 from lookalike.search import MAX_K
 
 router = APIRouter(prefix="/api", tags=["discover"])
@@ -27,7 +26,7 @@ def duplicates(
     started = time.perf_counter()
     calibration = state.duplicate_threshold()
     chosen = calibration.threshold if threshold is None else threshold
-    groups = find_duplicates(state.engine, chosen)
+    groups = state.duplicate_groups(chosen)
     shown = groups[:limit]
     records = state.engine.catalog.get_items(i for g in shown for i in g.ids)
     return DuplicatesResponse(
