@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, Route, expect
+from test_dashboard import browser, cards, page, server, shot, wait_for_images  # noqa: F401  (fixtures)
 
 from lookalike.config import Settings
 from lookalike.data.sources import open_source
@@ -15,7 +16,6 @@ from lookalike.engine import open_engine
 from lookalike.ingest import ingest
 
 from imagegen import make_product
-from test_dashboard import browser, cards, page, server, shot, wait_for_images  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

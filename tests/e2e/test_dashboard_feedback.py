@@ -1,5 +1,5 @@
-"""The dashboard's "more like this" / "less like this" + Refine, the "For you" row and several example images, in a real headless Chromium
-against the real server (the fixtures of test_dashboard.py: 3 categories x 6 generated images)."""
+"""The dashboard's "more like this" / "less like this" + Refine, the "For you" row and several example images,
+in a real headless Chromium against the real server (test_dashboard.py's fixtures: 3 categories x 6 images)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, Route, expect
-
-from imagegen import make_image
 from test_dashboard import (  # noqa: F401  (fixtures: the server, the browser, a page, query images)
     browser,
     cards,
@@ -21,6 +19,8 @@ from test_dashboard import (  # noqa: F401  (fixtures: the server, the browser, 
     shot,
     wait_for_images,
 )
+
+from imagegen import make_image
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def test_thumbs_up_and_down_then_refine_brings_more_of_the_liked_kind(page: Page
     page.locator(f".fb-{'like' if first[0]['category'] == liked_category else 'dislike'}"
                  f"[data-id='{first[0]['id']}']").click()
     expect(page.locator("#refine-btn")).to_be_enabled()
-    expect(page.locator("#refine-btn")).to_contain_text(f"{counts[liked_category]} more like, {counts[other]} less like")
+    expect(page.locator("#refine-btn")).to_contain_text(
+        f"{counts[liked_category]} more like, {counts[other]} less like")
     shot(page, "20-feedback-marked")
     with page.expect_request("**/api/search/refine") as request:
         page.click("#refine-btn")
