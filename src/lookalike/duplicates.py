@@ -19,11 +19,8 @@ union-find would give) are the groups.
 from __future__ import annotations
 
 import io
-import json
 import logging
-import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +29,7 @@ from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from lookalike.calibrations import Calibration, load_or_fit
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
@@ -69,7 +67,7 @@ COPIES = {"jpeg-q40": _jpeg, "resized": _resized, "cropped-5%": _cropped}
 
 
 @dataclass
-class DuplicateThreshold:
+class DuplicateThreshold(Calibration):
     """The calibrated threshold and the evidence behind it."""
 
     model_version: str
@@ -80,19 +78,6 @@ class DuplicateThreshold:
     distinct_high: float  # DISTINCT_QUANTILE-th percentile of nearest-other-item similarity
     copies: dict[str, float] = field(default_factory=dict)  # the same percentile, per kind of copy
     sample: int = 0
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> DuplicateThreshold | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
 
 
 def _png(image: Image.Image) -> bytes:
@@ -156,13 +141,7 @@ def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> 
 
 def load_or_calibrate_threshold(engine: Engine, path: Path) -> DuplicateThreshold:
     """The saved threshold for this model and roughly this catalog size, else a freshly calibrated one."""
-    model = DuplicateThreshold.load(path)
-    size = len(engine.store)
-    if model and model.model_version == engine.model_version and abs(model.items - size) <= 0.2 * max(size, 1):
-        return model
-    model = calibrate_threshold(engine)
-    model.save(path)
-    return model
+    return load_or_fit(DuplicateThreshold, path, engine, calibrate_threshold)
 
 
 @dataclass(frozen=True)
@@ -216,9 +195,3 @@ def collapse(vectors: np.ndarray, threshold: float, keep: int) -> list[int]:
         if not kept or float(np.max(vectors[kept] @ vectors[i])) < threshold:
             kept.append(i)
     return kept
-
-
-def groups_to_rows(groups: Sequence[DuplicateGroup]) -> list[dict[str, object]]:
-    """One flat row per grouped item, for CSV."""
-    return [{"group": n, "id": item, "group_size": len(g.ids), "min_score": g.min_score, "max_score": g.max_score}
-            for n, g in enumerate(groups, 1) for item in g.ids]

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 from test_dashboard import browser, cards, page, server, shot, wait_for_images  # noqa: F401  (fixtures)
+from test_dashboard_feedback import record_bodies
 
 from lookalike.config import Settings
 from lookalike.data.sources import open_source
@@ -78,13 +79,7 @@ def test_near_duplicates_are_hidden_by_default_and_shown_without_the_toggle(
     make_product("tees", 3, 320).save(query, quality=90)
     expect(page.locator("#dedupe")).to_be_checked()
     page.set_input_files("#file", str(query))
-    bodies: list[bytes] = []
-
-    def record(route: Route) -> None:
-        bodies.append(route.request.post_data_buffer or b"")
-        route.continue_()
-
-    page.route("**/api/search", record)
+    bodies = record_bodies(page, "**/api/search")
     page.click("#search-btn")
     expect(page.locator(".result-card")).to_have_count(5)
     expect(page.locator("#results-meta")).to_contain_text("near-duplicates hidden")

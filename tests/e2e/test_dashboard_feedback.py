@@ -23,6 +23,18 @@ from test_dashboard import (  # noqa: F401  (fixtures: the server, the browser, 
 from imagegen import make_image
 
 
+def record_bodies(on: Page, pattern: str) -> list[bytes]:
+    """The bodies of the requests matching ``pattern`` from now on (multipart uploads included)."""
+    bodies: list[bytes] = []
+
+    def record(route: Route) -> None:
+        bodies.append(route.request.post_data_buffer or b"")
+        route.continue_()
+
+    on.route(pattern, record)
+    return bodies
+
+
 @pytest.fixture(scope="module")
 def ambiguous(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Circles blended with stripes: a query between two categories."""
@@ -93,13 +105,7 @@ def test_for_you_row_recommends_unseen_items_after_searches(page: Page, queries)
 def test_several_images_search_for_what_they_share(page: Page, queries) -> None:  # noqa: F811
     page.set_input_files("#file", [str(queries["circles"]), str(queries["stripes"])])
     expect(page.locator("#preview-caption")).to_contain_text("+1 more example")
-    bodies: list[bytes] = []
-
-    def record(route: Route) -> None:
-        bodies.append(route.request.post_data_buffer or b"")
-        route.continue_()
-
-    page.route("**/api/search", record)
+    bodies = record_bodies(page, "**/api/search")
     page.click("#search-btn")
     expect(page.locator(".result-card")).to_have_count(5)
     assert bodies[0].count(b'name="file"') == 2 and b'name="dedupe"\r\n\r\ntrue' in bodies[0]

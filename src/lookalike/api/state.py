@@ -42,9 +42,7 @@ class AppState:
         """The calibrated near-duplicate threshold, fitted on first use (and again when the catalog changed)."""
         with self.duplicates_lock:
             current = self._duplicates
-            size = len(self.engine.store)
-            if (current is None or current.model_version != self.engine.model_version
-                    or abs(current.items - size) > 0.2 * max(size, 1)):
+            if current is None or not current.current_for(self.engine):
                 current = load_or_calibrate_threshold(self.engine, self.settings.index_dir / "duplicates.json")
                 self._duplicates = current
             return current
