@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lookalike.backbone.runtime import FeatureExtractor, load_backbone  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
 
-from imagegen import write_catalog  # noqa: E402
+from imagegen import write_catalog, write_product_catalog  # noqa: E402
 from pgserver import PostgresServer, start_server  # noqa: E402
 
 
@@ -35,6 +35,14 @@ def catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("catalog")
     write_catalog(root, per_category=6)
     return root
+
+
+@pytest.fixture(scope="session")
+def product_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[set[str]]]:
+    """Garment-shaped products (3 categories x 12, 320 px) with 5 planted copies; returns (folder, the file names
+    of each planted group)."""
+    root = tmp_path_factory.mktemp("products")
+    return root, write_product_catalog(root, per_category=12)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from lookalike.data import fashion_mnist as fm
 
@@ -38,6 +38,48 @@ def make_image(category: str, seed: int, size: int = 96) -> Image.Image:
                     draw.rectangle((x, y, x + step - 1, y + step - 1), fill=colour)
     else:
         raise ValueError(category)
+    return image
+
+
+PRODUCT_CATEGORIES = ("tees", "dresses", "trousers")
+_SILHOUETTES = {
+    "tees": [(0.3, 0.15), (0.7, 0.15), (0.95, 0.35), (0.8, 0.45), (0.72, 0.38), (0.72, 0.9), (0.28, 0.9),
+             (0.28, 0.38), (0.2, 0.45), (0.05, 0.35)],
+    "dresses": [(0.38, 0.08), (0.62, 0.08), (0.66, 0.35), (0.9, 0.92), (0.1, 0.92), (0.34, 0.35)],
+    "trousers": [(0.25, 0.08), (0.75, 0.08), (0.85, 0.92), (0.58, 0.92), (0.5, 0.4), (0.42, 0.92), (0.15, 0.92)],
+}
+
+
+def make_product(category: str, seed: int, size: int = 128) -> Image.Image:
+    """A garment-shaped product photo: the category's silhouette, filled with the item's own print (colours,
+    pattern, scale, angle), so different items of a category look different, as distinct products do."""
+    rng = random.Random(f"product-{category}-{seed}")
+    base = tuple(rng.randint(0, 255) for _ in range(3))
+    ink = tuple(rng.randint(0, 255) for _ in range(3))
+    pattern = Image.new("RGB", (size * 2, size * 2), base)
+    draw = ImageDraw.Draw(pattern)
+    kind, step = rng.choice(("dots", "stripes", "checks", "zigzag", "blobs")), rng.randint(14, 40)
+    for y in range(0, size * 2, step):
+        for x in range(0, size * 2, step):
+            if kind == "dots":
+                r = step // 3
+                draw.ellipse((x, y, x + r, y + r), fill=ink)
+            elif kind == "checks" and (x // step + y // step) % 2 == 0:
+                draw.rectangle((x, y, x + step - 1, y + step - 1), fill=ink)
+            elif kind == "zigzag":
+                draw.line((x, y, x + step // 2, y + step // 2, x + step, y), fill=ink, width=max(2, step // 5))
+        if kind == "stripes":
+            draw.rectangle((0, y, size * 2, y + step // 2), fill=ink)
+    if kind == "blobs":
+        for _ in range(rng.randint(4, 10)):
+            cx, cy, r = rng.randint(0, size * 2), rng.randint(0, size * 2), rng.randint(size // 8, size // 3)
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=tuple(rng.randint(0, 255) for _ in range(3)))
+    pattern = pattern.rotate(rng.uniform(0, 180), resample=Image.Resampling.BILINEAR).crop(
+        (size // 2, size // 2, size * 3 // 2, size * 3 // 2)).filter(ImageFilter.GaussianBlur(1.5))
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).polygon([(x * size, y * size) for x, y in _SILHOUETTES[category]], fill=255)
+    image = Image.new("RGB", (size, size), (245, 245, 245))
+    image.paste(pattern, (0, 0), mask)
     return image
 
 
@@ -118,3 +160,26 @@ def write_tiny_backbone(folder: Path, input_size: int = 32, features: int = 16) 
     onnx.save(model, path)
     (folder / "tiny.onnx.json").write_text(json.dumps({"input_size": input_size, "mean": [0.5] * 3, "std": [0.5] * 3}))
     return f"onnx:{path}"
+
+def write_product_catalog(root: Path, per_category: int = 8, size: int = 320) -> list[set[str]]:
+    """``root/<category>/<category>-<i>.png`` products plus planted copies of five of them: an exact copy, a
+    resized one, JPEG re-compressions (quality 35 and 45, one also cropped) and a slightly cropped one. Returns
+    the file names of each planted group (original + copy)."""
+    for category in PRODUCT_CATEGORIES:
+        (root / category).mkdir(parents=True, exist_ok=True)
+        for i in range(per_category):
+            make_product(category, i, size).save(root / category / f"{category}-{i}.png")
+    crop = round(size * 0.04)
+    copies = [
+        ("tees", 3, "copy-exact.png", lambda im: im, {}),
+        ("dresses", 2, "copy-resized.png", lambda im: im.resize((size * 5 // 4, size * 5 // 4)), {}),
+        ("trousers", 5, "copy-q35.jpg", lambda im: im, {"quality": 35}),
+        ("tees", 6, "copy-cropped.png", lambda im: im.crop((crop, crop, size - crop, size - crop)), {}),
+        ("dresses", 7, "copy-cropped-q45.jpg", lambda im: im.crop((crop, crop, size - crop, size - crop)),
+         {"quality": 45}),
+    ]
+    groups = []
+    for category, seed, name, change, options in copies:
+        change(make_product(category, seed, size)).save(root / category / name, **options)
+        groups.append({f"{category}-{seed}.png", name})
+    return groups

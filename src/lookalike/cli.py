@@ -338,8 +338,10 @@ def search(
     k: Annotated[int, typer.Option("-k", "--k", help="Results per query.")] = 5,
     category: Annotated[str | None, typer.Option(help="Only results of this category.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query line.")] = False,
+    together: Annotated[bool, typer.Option("--together", help="One query from all the images: like all of them."
+                                           )] = False,
 ) -> None:
-    """Find the catalog items most similar to each query image."""
+    """Find the catalog items most similar to each query image (or, with --together, to all of them)."""
     from lookalike.engine import open_engine
     from lookalike.errors import ImageDecodeError
     from lookalike.search import SearchService
@@ -353,6 +355,11 @@ def search(
         engine = open_engine(settings)
         service = SearchService(engine)
         try:
+            if together:
+                vector = service.example_vector(list(queries))
+                label = Path(f"{len(queries)} examples: " + ", ".join(q.name for q in queries))
+                _print_response(label, service.search_vectors(vector, k, category)[0], as_json)
+                return
             batch = settings.batch_size
             for start in range(0, len(queries), batch):
                 chunk = queries[start : start + batch]
@@ -395,6 +402,58 @@ def _print_response(query: Path, response, as_json: bool) -> None:  # noqa: ANN0
     for h in response.hits:
         table.add_row(str(h.rank), f"{h.score:.4f}", h.category or "", str(h.id), h.path)
     out.print(table)
+
+
+# --- duplicates ---------------------------------------------------------------------------------
+
+
+@app.command()
+def duplicates(
+    threshold: Annotated[float | None, typer.Option(help="Cosine similarity (0-1]; default calibrated on the catalog.")
+                         ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Groups of near-identical catalog items (re-uploads, resized or re-compressed copies), largest first."""
+    import csv
+    import io
+    from dataclasses import asdict
+
+    from lookalike.duplicates import find_duplicates, load_or_calibrate_threshold
+    from lookalike.engine import open_engine
+
+    if fmt not in ("json", "csv"):
+        raise _fail("--format is json or csv")
+    settings = get_settings()
+    with _errors():
+        engine = open_engine(settings)
+        try:
+            calibration = load_or_calibrate_threshold(engine, settings.index_dir / "duplicates.json")
+            chosen = calibration.threshold if threshold is None else threshold
+            groups = find_duplicates(engine, chosen)
+            records = engine.catalog.get_items(i for g in groups for i in g.ids)
+        finally:
+            engine.close()
+    rows = [{"group": n, "id": i, "path": records[i].path, "category": records[i].category,
+             "item_id": records[i].item_id, "group_size": len(g.ids), "min_score": g.min_score,
+             "max_score": g.max_score} for n, g in enumerate(groups, 1) for i in g.ids if i in records]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["group", "id"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        text = json.dumps({"threshold": chosen, "calibration": asdict(calibration), "groups": [
+            {"ids": g.ids, "min_score": g.min_score, "max_score": g.max_score,
+             "items": [r for r in rows if r["id"] in g.ids]} for g in groups]}, indent=2)
+    if output:
+        output.write_text(text)
+    else:
+        out.print(text, markup=False, end="" if fmt == "csv" else "\n")
+    console.print(f"{len(groups)} groups, {len(rows)} items at similarity >= {chosen:.4f} "
+                  f"(calibrated default {calibration.threshold:.4f}"
+                  f"{'' if calibration.separable else '; copies and different items overlap'})")
 
 
 # --- info ---------------------------------------------------------------------------------------

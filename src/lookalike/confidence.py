@@ -8,14 +8,14 @@ A catalog without categories gets the empirical rank of the score among neighbou
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from lookalike.calibrations import Calibration, load_or_fit
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
@@ -27,7 +27,7 @@ NEIGHBOURS = 10
 
 
 @dataclass
-class ConfidenceModel:
+class ConfidenceModel(Calibration):
     """``sigmoid(slope * score + intercept)``, or the empirical CDF of ``quantiles`` when uncategorized."""
 
     model_version: str
@@ -41,18 +41,6 @@ class ConfidenceModel:
         if self.quantiles:
             return np.interp(scores, self.quantiles, np.linspace(0, 1, len(self.quantiles)))
         return 1.0 / (1.0 + np.exp(-(self.slope * scores + self.intercept)))
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(cls, path: Path) -> ConfidenceModel | None:
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
@@ -108,11 +96,4 @@ def calibrate(engine: Engine, seed: int = 0) -> ConfidenceModel:
 
 def load_or_calibrate(engine: Engine, path: Path) -> ConfidenceModel:
     """The cached model for this index version and roughly this size, else a freshly fitted one."""
-    model = ConfidenceModel.load(path)
-    size = len(engine.store)
-    if model and model.model_version == engine.model_version and abs(model.items - size) <= 0.2 * max(size, 1):
-        return model
-    model = calibrate(engine)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return model
+    return load_or_fit(ConfidenceModel, path, engine, calibrate)

@@ -6,6 +6,7 @@ Used alike by the CLI and the API.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lookalike.batching import BatchFn
+from lookalike.duplicates import collapse
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
+from lookalike.item_vectors import item_vectors
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
 
 MAX_K = 1000
 DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
+MAX_EXAMPLES = 20
+DEDUPE_CANDIDATES = 4  # a deduplicated list of k is picked from the best 4k + 10 candidates
 
 
 @dataclass(frozen=True)
@@ -76,38 +81,75 @@ class SearchService:
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
-        started: float | None = None,
+        started: float | None = None, dedupe_threshold: float | None = None,
     ) -> list[SearchResponse]:
+        """One response per query vector; ``dedupe_threshold`` keeps no two results that alike (still k of them
+        when the candidates allow)."""
         self._check(k)
         started = started if started is not None else time.perf_counter()
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
-        scores, ids = self.engine.store.search(vectors, k + extra, category)
+        fetch = k * DEDUPE_CANDIDATES + 10 if dedupe_threshold is not None else k
+        scores, ids = self.engine.store.search(vectors, fetch + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
-        took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         responses = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
             hits: list[SearchHit] = []
             for score, item in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
                 record = records.get(item)
-                if record is None or (exclude and item in exclude) or len(hits) == k:
+                if record is None or (exclude and item in exclude) or len(hits) == fetch:
                     continue
                 hits.append(SearchHit(record.id, len(hits) + 1, round(float(score), 6), record.category,
                                       record.path, record.item_id, record.metadata))
-            responses.append(SearchResponse(hits, took_ms))
-        return responses
+            if dedupe_threshold is not None:
+                hits = self._distinct(hits, dedupe_threshold, k)
+            responses.append(SearchResponse(hits[:k], 0.0))
+        took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
+        return [SearchResponse(r.hits, took_ms) for r in responses]
 
-    def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None) -> SearchResponse:
+    def _distinct(self, hits: list[SearchHit], threshold: float, k: int) -> list[SearchHit]:
+        """The best ``k`` hits of which no two are ``threshold``-alike, re-ranked."""
+        records = self.engine.catalog.get_items(h.id for h in hits)
+        kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits if h.id in records])
+        by_id = {h.id: h for h in hits}
+        chosen = [by_id[kept[i].id] for i in collapse(vectors, threshold, k)]
+        return [SearchHit(h.id, rank, h.score, h.category, h.path, h.item_id, h.metadata)
+                for rank, h in enumerate(chosen, 1)]
+
+    def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
+                        dedupe_threshold: float | None = None) -> SearchResponse:
         """Items most like a catalog item (itself excluded)."""
-        record = self.engine.catalog.get_item(item_id)
-        if record is None:
-            raise NotFoundError(f"no item with id {item_id}")
-        vector = self._item_vector(Path(record.path), record.content_hash)
-        return self.search_vectors(vector[None, :], k, category, exclude={item_id})[0]
+        vector = self.item_vectors([item_id])
+        return self.search_vectors(vector, k, category, exclude={item_id}, dedupe_threshold=dedupe_threshold)[0]
 
-    def _item_vector(self, path: Path, content_hash: str) -> np.ndarray:
-        cache = self.engine.featurizer.cache
-        if cache is not None:
-            found, features = cache.get([content_hash])
-            if found[0]:
-                return self.engine.embed(features)[0]
-        return self.embed_images([path])[0]
+    def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Embeddings of catalog items, in order; NotFoundError names unknown (or unreadable) ones."""
+        records = self.engine.catalog.get_items(ids)
+        missing = [str(i) for i in ids if i not in records]
+        if missing:
+            raise NotFoundError(f"no item with id {', '.join(missing[:10])}")
+        kept, vectors = item_vectors(self.engine, [records[i] for i in ids])
+        if len(kept) != len(ids):
+            lost = sorted(set(ids) - {r.id for r in kept})
+            raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")
+        return vectors
+
+    def example_vector(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = ()) -> np.ndarray:
+        """The query for "like these": the normalized mean embedding of example images and catalog items, (1, dim)."""
+        count = len(images) + len(item_ids)
+        if count == 0:
+            raise InvalidRequestError("give at least one example: an image file or a catalog item id")
+        if count > MAX_EXAMPLES:
+            raise InvalidRequestError(f"at most {MAX_EXAMPLES} examples, got {count}")
+        parts = []
+        if images:
+            parts.append(self.embed_images(list(images)))
+        if item_ids:
+            parts.append(self.item_vectors(item_ids))
+        return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1)

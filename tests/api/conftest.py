@@ -46,3 +46,10 @@ def live_url(live_settings) -> Iterator[str]:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def product_client(api_settings, product_catalog):
+    """The API over the product catalog with planted duplicates."""
+    with TestClient(create_app(ingested(api_settings, product_catalog[0]))) as test_client:
+        yield test_client

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Cookie, Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lookalike.api.state import AppState
@@ -33,3 +34,24 @@ def require_token(state: State, credentials: Annotated[HTTPAuthorizationCredenti
 
 
 WriteAccess = Depends(require_token)
+
+
+SHOPPER_COOKIE = "lookalike_shopper"
+SHOPPER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def get_shopper(
+    x_shopper_id: Annotated[str | None, Header(description="An opaque shopper id (no account needed).")] = None,
+    lookalike_shopper: Annotated[str | None, Cookie(description="The dashboard's shopper id.")] = None,
+) -> str | None:
+    """The optional shopper id, from the ``X-Shopper-Id`` header or else the dashboard's cookie."""
+    shopper = x_shopper_id or lookalike_shopper
+    if shopper is None:
+        return None
+    if not SHOPPER_ID.fullmatch(shopper):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "a shopper id is 1-64 letters, digits, '.', '_' or '-'")
+    return shopper
+
+
+Shopper = Annotated[str | None, Depends(get_shopper)]

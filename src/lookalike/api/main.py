@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
 from lookalike.api.limits import BodySizeLimit
-from lookalike.api.routes import items, meta, search
+from lookalike.api.routes import discover, items, meta, search
 from lookalike.api.schemas import ErrorBody
 from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                        detail=f"request body larger than the {settings.max_upload_mb:g} MB upload limit")
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type", "X-Shopper-Id"])
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, exc: LookalikeError) -> JSONResponse:
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return JSONResponse({"detail": problems or "invalid request", "errors": errors},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    for module in (search, items, meta):
+    for module in (search, items, meta, discover):
         app.include_router(module.router)
     plotly_js = _plotly_js()
     if plotly_js is not None:

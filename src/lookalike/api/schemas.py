@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class ErrorBody(BaseModel):
@@ -27,11 +27,27 @@ class Result(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    query_id: int
+    query_id: int = Field(description="The search's id: refine it with POST /api/search/refine.")
     took_ms: float
     k: int
     category: str | None
+    dedupe: bool = Field(False, description="Near-duplicates were collapsed.")
     results: list[Result]
+
+
+class RefineRequest(BaseModel):
+    query_id: int = Field(description="The query_id of an earlier search (or refinement).")
+    liked: list[int] = Field(default_factory=list, max_length=100, description="Ids of results to move toward.")
+    disliked: list[int] = Field(default_factory=list, max_length=100, description="Ids of results to move away from.")
+    k: int = Field(5, ge=1, le=1000)
+    category: str | None = None
+    dedupe: bool = False
+
+    @model_validator(mode="after")
+    def some_feedback(self) -> RefineRequest:
+        if not self.liked and not self.disliked:
+            raise ValueError("mark at least one result as liked or disliked")
+        return self
 
 
 class Item(BaseModel):
@@ -79,3 +95,35 @@ class Health(BaseModel):
     status: str
     items: int
     model_version: str
+
+
+class DuplicateCalibration(BaseModel):
+    threshold: float = Field(description="The default threshold, calibrated on this catalog.")
+    separable: bool = Field(description="Whether copies scored above every different item sampled.")
+    copy_low: float = Field(description="5th percentile similarity of re-encoded/resized/cropped copies.")
+    distinct_high: float = Field(description="99th percentile similarity of an item to its nearest other item.")
+    copies: dict[str, float]
+    sample: int
+
+
+class DuplicateGroup(BaseModel):
+    items: list[Item]
+    min_score: float = Field(description="The weakest similarity that joined the group.")
+    max_score: float
+
+
+class DuplicatesResponse(BaseModel):
+    threshold: float
+    calibration: DuplicateCalibration
+    groups_total: int
+    items_total: int = Field(description="Items in some group.")
+    took_ms: float
+    groups: list[DuplicateGroup]
+
+
+class Recommendations(BaseModel):
+    shopper: str
+    searches: int = Field(description="Searches in the shopper's taste.")
+    likes: int = Field(description="Liked items in the shopper's taste.")
+    took_ms: float
+    results: list[Result]

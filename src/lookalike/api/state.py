@@ -10,8 +10,10 @@ from typing import Any
 from lookalike.batching import MicroBatcher
 from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
+from lookalike.duplicates import DuplicateGroup, DuplicateThreshold, find_duplicates, load_or_calibrate_threshold
 from lookalike.engine import Engine
 from lookalike.search import SearchService
+from lookalike.taste import TasteProfiles
 
 
 @dataclass
@@ -25,6 +27,9 @@ class AppState:
     map_lock: threading.Lock = field(default_factory=threading.Lock)
     embedding_map: dict[str, Any] | None = None
     batcher: MicroBatcher | None = None
+    duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
+    _duplicates: DuplicateThreshold | None = None
+    _groups: tuple[tuple[object, ...], list[DuplicateGroup]] | None = None
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:
@@ -36,3 +41,27 @@ class AppState:
         if self.batcher is not None:
             self.batcher.close()
         self.engine.close()
+
+    @property
+    def taste(self) -> TasteProfiles:
+        return TasteProfiles(self.service)
+
+    def duplicate_threshold(self) -> DuplicateThreshold:
+        """The calibrated near-duplicate threshold, fitted on first use (and again when the catalog changed)."""
+        with self.duplicates_lock:
+            current = self._duplicates
+            if current is None or not current.current_for(self.engine):
+                current = load_or_calibrate_threshold(self.engine, self.settings.index_dir / "duplicates.json")
+                self._duplicates = current
+            return current
+
+    def duplicate_groups(self, threshold: float) -> list[DuplicateGroup]:
+        """:func:`find_duplicates`, remembered until the model, the catalog or the threshold changes."""
+        ids = self.engine.store.ids()
+        key = (self.engine.model_version, len(ids), int(ids.max()) if len(ids) else -1, threshold)
+        cached = self._groups
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        groups = find_duplicates(self.engine, threshold)
+        self._groups = (key, groups)
+        return groups

@@ -1,11 +1,11 @@
-"""SQLAlchemy tables of the catalog database: items and search history."""
+"""SQLAlchemy tables of the catalog database: items, search history, and shoppers' tastes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,3 +45,39 @@ class Search(Base):
     category: Mapped[str | None] = mapped_column(String(200))
     took_ms: Mapped[float] = mapped_column(Float)
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SearchVector(Base):
+    """The query embedding of a search, so it can be refined later without the upload (float32 bytes)."""
+
+    __tablename__ = "search_vectors"
+
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ShopperProfile(Base):
+    """A shopper's taste: the weighted sum of their query and liked-item embeddings (float32 bytes)."""
+
+    __tablename__ = "shopper_profiles"
+
+    shopper_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    taste: Mapped[bytes] = mapped_column(LargeBinary)
+    searches: Mapped[int] = mapped_column(Integer, default=0)
+    likes: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ShopperItem(Base):
+    """An item a shopper was shown, liked or disliked (recommendations leave out the shown and liked ones)."""
+
+    __tablename__ = "shopper_items"
+    __table_args__ = (UniqueConstraint("shopper_id", "item", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shopper_id: Mapped[str] = mapped_column(String(64), index=True)
+    item: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # "seen", "liked" or "disliked"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, create_engine, delete, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lookalike.catalog.models import Base, Item, Search
+from lookalike.catalog.models import Base, Item, Search, SearchVector, ShopperItem, ShopperProfile
 
 
 @dataclass(frozen=True)
@@ -154,13 +155,70 @@ class Catalog:
     # --- search history -----------------------------------------------------------------------
 
     def record_search(self, query: str, k: int, category: str | None, took_ms: float,
-                      results: list[dict[str, Any]]) -> int:
+                      results: list[dict[str, Any]], vector: np.ndarray | None = None,
+                      model_version: str | None = None) -> int:
+        """Store a search (and its query embedding, when given, for later refinement); returns its id."""
         with self.session() as session, session.begin():
             row = Search(query=query, k=k, category=category, took_ms=took_ms, results=results)
             session.add(row)
             session.flush()
+            if vector is not None and model_version is not None:
+                session.add(SearchVector(search_id=row.id, model_version=model_version, vector=_to_bytes(vector)))
             return row.id
+
+    def search_vector(self, search_id: int) -> tuple[str, np.ndarray] | None:
+        """``(model_version, query embedding)`` of a stored search, or None."""
+        with self.session() as session:
+            row = session.get(SearchVector, search_id)
+            return (row.model_version, _from_bytes(row.vector)) if row else None
 
     def recent_searches(self, limit: int = 20) -> list[Search]:
         with self.session() as session:
             return list(session.scalars(select(Search).order_by(Search.id.desc()).limit(limit)))
+
+    # --- shoppers -----------------------------------------------------------------------------
+
+    def shopper_profile(self, shopper: str) -> ShopperTaste | None:
+        with self.session() as session:
+            row = session.get(ShopperProfile, shopper)
+            return ShopperTaste(row.model_version, _from_bytes(row.taste), row.searches, row.likes) if row else None
+
+    def save_shopper_profile(self, shopper: str, taste: ShopperTaste) -> None:
+        with self.session() as session, session.begin():
+            row = session.get(ShopperProfile, shopper) or ShopperProfile(shopper_id=shopper)
+            row.model_version, row.taste = taste.model_version, _to_bytes(taste.vector)
+            row.searches, row.likes = taste.searches, taste.likes
+            session.add(row)
+
+    def add_shopper_items(self, shopper: str, items: Iterable[int], kind: str) -> None:
+        """Remember items a shopper saw, liked or disliked (each once per kind)."""
+        wanted = {int(i) for i in items}
+        with self.session() as session, session.begin():
+            known = set(session.scalars(select(ShopperItem.item).where(
+                ShopperItem.shopper_id == shopper, ShopperItem.kind == kind, ShopperItem.item.in_(sorted(wanted)))))
+            session.add_all(ShopperItem(shopper_id=shopper, item=i, kind=kind) for i in sorted(wanted - known))
+
+    def shopper_items(self, shopper: str, kinds: Sequence[str], limit: int | None = None) -> set[int]:
+        """Items of these kinds for the shopper, the most recent ``limit`` of them."""
+        with self.session() as session:
+            query = select(ShopperItem.item).where(ShopperItem.shopper_id == shopper,
+                                                   ShopperItem.kind.in_(list(kinds))).order_by(ShopperItem.id.desc())
+            return set(session.scalars(query.limit(limit) if limit else query))
+
+
+@dataclass(frozen=True)
+class ShopperTaste:
+    """A shopper's taste vector (an unnormalized weighted sum) and what it was built from."""
+
+    model_version: str
+    vector: np.ndarray
+    searches: int = 0
+    likes: int = 0
+
+
+def _to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, np.float32).tobytes()
+
+
+def _from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.float32).copy()

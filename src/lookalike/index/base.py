@@ -57,6 +57,13 @@ class VectorStore(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, each (n_queries, k), best first; missing slots have id -1."""
 
+    def range_search(
+        self, queries: np.ndarray, min_score: float, category: str | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each query, ``(scores, ids)`` of every stored vector scoring at least ``min_score``, best first.
+
+        FAISS: ``Index.range_search``; Milvus: a search with ``radius``/``range_filter`` search params."""
+
     def ids(self) -> np.ndarray:
         """All ids present."""
 

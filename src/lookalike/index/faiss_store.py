@@ -170,29 +170,52 @@ class FaissStore:
             params.sel = selector
         return params
 
-    def search(
-        self, queries: np.ndarray, k: int, category: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
         queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
+        return queries
+
+    def _selector(self, category: str | None) -> tuple[bool, faiss.IDSelector | None]:
+        """``(anything can match, selector)`` for a category filter and the tombstones.
+        Call with the lock held, and keep the selector referenced until the search is done."""
+        if category is not None:
+            allowed = self._category_ids(category)
+            return bool(len(allowed)) and self._index.ntotal > 0, faiss.IDSelectorBatch(allowed)
+        if self._tombstones:
+            return True, faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64)))
+        return self._index.ntotal > 0, None
+
+    def search(
+        self, queries: np.ndarray, k: int, category: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queries = self._queries(queries)
         empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
         with self._lock:
-            selector: faiss.IDSelector | None
-            if category is not None:
-                allowed = self._category_ids(category)
-                if len(allowed) == 0:
-                    return empty
-                selector = faiss.IDSelectorBatch(allowed)
-            elif self._tombstones:
-                deleted = faiss.IDSelectorBatch(np.fromiter(self._tombstones, np.int64))  # kept alive until searched
-                selector = faiss.IDSelectorNot(deleted)
-            else:
-                selector = None
-            if self._index.ntotal == 0:
+            possible, selector = self._selector(category)
+            if not possible:
                 return empty
-            scores, ids = _numpy_method(self._index, "search")(queries, k, params=self._params(k, selector))
+            params = self._params(k, selector)
+            scores, ids = _numpy_method(self._index, "search")(queries, k, params=params)
         return scores, ids
+
+    def range_search(
+        self, queries: np.ndarray, min_score: float, category: str | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        queries = self._queries(queries)
+        with self._lock:
+            possible, selector = self._selector(category)
+            if not possible:
+                return [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
+            params = self._params(HNSW_EF_SEARCH, selector)
+            # FAISS keeps inner products strictly above the radius; nudge it so ``min_score`` itself counts.
+            radius = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
+            lims, scores, ids = _numpy_method(self._index, "range_search")(queries, radius, params=params)
+        rows = []
+        for start, end in zip(lims[:-1].tolist(), lims[1:].tolist(), strict=True):
+            order = np.argsort(-scores[start:end], kind="stable")
+            rows.append((scores[start:end][order], ids[start:end][order].astype(np.int64)))
+        return rows
 
     def _category_ids(self, category: str) -> np.ndarray:
         if category not in self._categories:

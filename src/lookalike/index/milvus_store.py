@@ -36,6 +36,8 @@ CATEGORY_MAX_BYTES = 1024
 IVF_NLIST = 1024
 WRITE_BYTES = 16 * 2**20  # vectors per upsert request, well under gRPC's 64 MB message limit
 ITERATOR_BATCH = 16384  # Milvus's largest query page
+MILVUS_MAX_LIMIT = 16_384  # the largest top-k Milvus accepts
+RANGE_FIRST_LIMIT = 64  # range_search starts with this top-k and widens it
 FLUSH_ROWS = 16384  # save() seals segments once this many rows changed; smaller changes stay in Milvus's log
 INDEX_TYPES = ("HNSW", "FLAT", "IVF_FLAT")
 T = TypeVar("T")
@@ -268,6 +270,23 @@ class MilvusStore:
                 ids[row, column] = int(hit["id"])
                 scores[row, column] = float(hit["distance"])
         return scores, ids
+
+    def range_search(
+        self, queries: np.ndarray, min_score: float, category: str | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every item scoring at least ``min_score``, best first: top-k searches with k doubled until a result
+        falls below the score (works on every Milvus engine and index type; Milvus caps k at 16,384)."""
+        rows: list[tuple[np.ndarray, np.ndarray]] = []
+        for query in np.atleast_2d(queries):
+            limit = RANGE_FIRST_LIMIT
+            while True:
+                scores, ids = self.search(query[None, :], min(limit, MILVUS_MAX_LIMIT), category)
+                keep = (ids[0] >= 0) & (scores[0] >= min_score)
+                if not keep.all() or limit >= min(len(self), MILVUS_MAX_LIMIT):
+                    break
+                limit *= 4
+            rows.append((scores[0][keep], ids[0][keep]))
+        return rows
 
     def describe(self) -> dict[str, object]:
         return {"type": f"milvus:{self.config.index_type}", "count": len(self), "dim": self.dim,

@@ -1,15 +1,19 @@
-// Lookalike dashboard: wires the query input, search, results, history, embedding map and accuracy views.
+// Lookalike dashboard: wires the query input, search, feedback, results, "For you", history, embedding map,
+// duplicates and accuracy views.
 
 import {
-  ApiError, getCategories, getHistory, getStats, searchImage, similarTo, thumbnailUrl,
+  ApiError, getCategories, getHistory, getStats, refineSearch, searchImage, similarTo, thumbnailUrl,
 } from "./js/api.js";
 import { setCategories } from "./js/colors.js";
 import { $, el, setMessage } from "./js/dom.js";
+import { createDuplicatesView } from "./js/duplicates.js";
+import { createForYou } from "./js/foryou.js";
 import { renderHistory } from "./js/history.js";
 import { createMap } from "./js/map.js";
 import { createQueryInput } from "./js/query.js";
 import { loadReport } from "./js/report.js";
 import { renderResults, renderSkeletons } from "./js/results.js";
+import { shopperId } from "./js/shopper.js";
 import { createTabs } from "./js/tabs.js";
 
 const HISTORY_LIMIT = 6;
@@ -19,6 +23,9 @@ const ui = {
   searchButton: $("#search-btn"),
   k: $("#k"),
   category: $("#category"),
+  dedupe: $("#dedupe"),
+  refine: $("#refine-btn"),
+  feedbackHint: $("#feedback-hint"),
   results: $("#results"),
   resultsEmpty: $("#results-empty"),
   title: $("#results-title"),
@@ -35,6 +42,8 @@ const state = {
   action: null, // what produced the results on screen: {type: "upload", name} or {type: "similar", id}
   controller: null, // aborts the search in flight when a newer one starts
   catalogEmpty: false,
+  queryId: null, // the search on screen, which feedback refines
+  feedback: new Map(), // result id -> "like" | "dislike"
 };
 
 const query = createQueryInput({
@@ -46,16 +55,56 @@ const query = createQueryInput({
 });
 
 const map = createMap({ onSelect: (id) => { tabs.show("search"); moreLikeThis(id); } });
+const duplicates = createDuplicatesView({ onSelect: (id) => { tabs.show("search"); moreLikeThis(id); } });
+const forYou = createForYou({
+  section: $("#for-you"), list: $("#for-you-list"), note: $("#for-you-note"), onSelect: (id) => moreLikeThis(id),
+});
 
 const tabs = createTabs($(".tabs"), (view) => {
   map.hideHover();
   if (view === "map") map.show();
+  if (view === "duplicates") duplicates.show();
   if (view === "accuracy") loadReport();
 });
 
 // ---- search ---------------------------------------------------------------------------------------------
 
-const options = () => ({ k: Number(ui.k.value), category: ui.category.value || null });
+const options = () => ({ k: Number(ui.k.value), category: ui.category.value || null, dedupe: ui.dedupe.checked });
+
+// ---- feedback: thumbs up / down on result cards, then Refine------------------------------------------------
+
+const feedback = {
+  get: (id) => state.feedback.get(id),
+  toggle(id, kind) {
+    if (state.feedback.get(id) === kind) state.feedback.delete(id);
+    else state.feedback.set(id, kind);
+    for (const button of ui.results.querySelectorAll(`.fb-btn[data-id="${id}"]`)) {
+      button.setAttribute("aria-pressed", String(state.feedback.get(id) === button.dataset.kind));
+    }
+    updateRefine();
+  },
+};
+
+function marked(kind) {
+  return [...state.feedback].filter(([, value]) => value === kind).map(([id]) => id);
+}
+
+function updateRefine() {
+  const count = state.feedback.size;
+  ui.refine.hidden = state.queryId === null;
+  ui.feedbackHint.hidden = state.queryId === null || count > 0;
+  ui.refine.disabled = count === 0;
+  ui.refine.textContent = count ? `Refine (${marked("like").length} more like, ${marked("dislike").length} less like)`
+    : "Refine";
+}
+
+function refine(action = null) {
+  const chosen = action ?? { type: "refine", queryId: state.queryId, liked: marked("like"), disliked: marked("dislike") };
+  if (chosen.queryId === null || !(chosen.liked.length + chosen.disliked.length)) return undefined;
+  return run(chosen, (signal) => refineSearch(chosen.queryId, {
+    ...options(), liked: chosen.liked, disliked: chosen.disliked, signal,
+  }), "Refining with your feedback…");
+}
 
 function setLoading(active, text = "Searching the catalog…") {
   ui.loading.hidden = !active;
@@ -80,6 +129,7 @@ function describeResults(response) {
   const count = response.results.length;
   const parts = [`${count} result${count === 1 ? "" : "s"}`, `${Math.round(response.took_ms)} ms`];
   if (response.category) parts.push(`only ${response.category}`);
+  if (response.dedupe) parts.push("near-duplicates hidden");
   return parts.join(" · ");
 }
 
@@ -89,16 +139,22 @@ function setHeading(action, meta) {
       el("img", { class: "title-thumb", src: thumbnailUrl(action.id), alt: "", width: 40, height: 40 }),
       `More like item ${action.id}`,
     );
+  } else if (action.type === "refine") {
+    ui.title.textContent = `Refined: ${action.liked.length} liked, ${action.disliked.length} disliked`;
   } else {
-    ui.title.textContent = `Look-alikes for “${action.name}”`;
+    const more = action.extras ? ` + ${action.extras} more` : "";
+    ui.title.textContent = `Look-alikes for “${action.name}”${more}`;
   }
   ui.meta.textContent = meta;
 }
 
 function showResults(action, response) {
   state.action = action;
+  state.queryId = response.query_id;
+  state.feedback.clear();
   setHeading(action, describeResults(response));
-  renderResults(ui.results, response.results, (result) => moreLikeThis(result.id));
+  renderResults(ui.results, response.results, (result) => moreLikeThis(result.id), feedback);
+  updateRefine();
   if (!response.results.length) {
     ui.resultsEmpty.hidden = false;
     ui.resultsEmpty.querySelector("p").textContent = "Nothing matched. Try another category or a larger k.";
@@ -108,6 +164,9 @@ function showResults(action, response) {
 
 function showError(error) {
   ui.results.replaceChildren();
+  state.queryId = null;
+  state.feedback.clear();
+  updateRefine();
   ui.meta.textContent = "No results";
   ui.resultsEmpty.hidden = true;
   let text = error instanceof ApiError ? error.message : `Something went wrong: ${error.message || error}`;
@@ -123,7 +182,8 @@ async function run(action, fetchResults, text) {
   try {
     const response = await fetchResults(controller.signal);
     showResults(action, response);
-    if (action.type === "upload") refreshHistory();
+    refreshHistory();
+    forYou.refresh();
   } catch (error) {
     if (error.name !== "AbortError") showError(error);
   } finally {
@@ -146,8 +206,8 @@ async function searchUpload() {
     setMessage(ui.message, `Could not prepare the image: ${error.message}`);
     return;
   }
-  await run({ type: "upload", name: payload.name },
-    (signal) => searchImage(payload.blob, payload.name, { ...options(), signal }));
+  await run({ type: "upload", name: payload.name, extras: payload.extras.length },
+    (signal) => searchImage(payload.blob, payload.name, { ...options(), extras: payload.extras, signal }));
 }
 
 /** Bring the results into view when they are off screen (on a phone they sit below the form). */
@@ -164,6 +224,7 @@ function moreLikeThis(id) {
 function rerun() {
   if (!state.action) return;
   if (state.action.type === "similar") moreLikeThis(state.action.id);
+  else if (state.action.type === "refine") refine(state.action);
   else searchUpload();
 }
 
@@ -207,9 +268,12 @@ async function init() {
   });
   ui.k.addEventListener("change", rerun);
   ui.category.addEventListener("change", rerun);
+  ui.dedupe.addEventListener("change", rerun);
+  ui.refine.addEventListener("click", () => refine());
   $("#history-refresh").addEventListener("click", refreshHistory);
   tabs.fromHash();
-  const loaded = await Promise.allSettled([loadCategories(), loadStats(), refreshHistory()]);
+  shopperId();
+  const loaded = await Promise.allSettled([loadCategories(), loadStats(), refreshHistory(), forYou.refresh()]);
   const failed = loaded.find((r) => r.status === "rejected");
   if (failed) setMessage(ui.message, failed.reason?.message ?? "The server could not be reached.");
   document.body.dataset.ready = "true";

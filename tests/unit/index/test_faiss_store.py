@@ -152,3 +152,20 @@ def test_filtered_search_still_works_after_faiss_torch_utils_is_imported(tmp_pat
         store.add(np.array([5]), x[50:51], ["a"])  # replacing in HNSW rebuilds from reconstructed vectors
         store.optimize(memory_budget_bytes=2**30)  # back to exact: rebuilt from reconstructed vectors
         assert len(store) == 200
+
+
+@pytest.mark.parametrize("key", ["Flat", "HNSW32", "IVF4,Flat"])
+def test_range_search_returns_everything_at_or_above_the_score(tmp_path, key):
+    store, x = filled(tmp_path, key)
+    near = x[0] + 0.05 * vectors(1, seed=7)[0]
+    store.add(np.array([500]), (near / np.linalg.norm(near))[None, :], ["a"])  # a near-copy of item 1
+    exact = float(x[0] @ (near / np.linalg.norm(near)))
+    rows = store.range_search(x[:2], exact)
+    assert rows[0][1].tolist() == [1, 500]  # the item itself, then its near-copy (the score itself counts)
+    assert rows[0][0][0] >= rows[0][0][1] >= exact - 1e-6
+    assert rows[1][1].tolist() == [2]
+    assert store.range_search(x[:1], exact, category="b")[0][1].tolist() == [1]  # item 1 is "b"; 500 is "a"
+    assert store.range_search(x[:1], 0.5, category="gowns")[0][1].size == 0
+    store.remove(np.array([500]))
+    assert store.range_search(x[:1], exact)[0][1].tolist() == [1]  # deleted (or tombstoned) ids never return
+    assert len(store.range_search(np.zeros((0, DIM), np.float32), 0.9)) == 0

@@ -87,6 +87,20 @@ def test_filtered_search_agrees_and_returns_only_that_category(pair, category):
     assert set(m_ids.ravel().tolist()) <= expected
 
 
+@pytest.mark.parametrize("category", [None, "shirt"])
+def test_range_search_agrees(pair, category):
+    faiss_store, milvus_store = pair
+    queries = unit(N, 0)[[0, 1, 3, 100, 490, 500]]
+    # a low threshold on random 64-d vectors yields hundreds of hits per query: more than the first top-k
+    for min_score in (0.9, 0.0):
+        f_rows = faiss_store.range_search(queries, min_score, category)
+        m_rows = milvus_store.range_search(queries, min_score, category)
+        for (_, f_ids), (m_scores, m_ids) in zip(f_rows, m_rows, strict=True):
+            assert set(f_ids.tolist()) == set(m_ids.tolist())
+            assert (m_scores >= min_score).all() and np.all(np.diff(m_scores) <= 1e-6)
+    assert max(len(ids) for _, ids in milvus_store.range_search(queries, 0.0)) > 64
+
+
 def test_deleted_ids_never_return_and_absent_categories_give_padding(pair):
     faiss_store, milvus_store = pair
     x = unit(N, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,8 +13,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Response, Uploa
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from lookalike.api.deps import State, WriteAccess
-from lookalike.api.routes.search import check_category, to_results
+from lookalike.api.deps import Shopper, State, WriteAccess
+from lookalike.api.routes.search import check_category, dedupe_threshold, respond
 from lookalike.api.schemas import AddItemsResponse, Item, SearchResponse
 from lookalike.api.uploads import read_upload
 from lookalike.catalog.repository import ItemRecord
@@ -68,17 +69,15 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
 
 
 @router.get("/{item}/similar", response_model=SearchResponse)
-def similar(state: State, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
-            category: str | None = None) -> SearchResponse:
+def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
+            category: str | None = None, dedupe: bool = False) -> SearchResponse:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
+    started = time.perf_counter()
     filter_category = check_category(state, category)
-    response = state.service.similar_to_item(item, k, filter_category)
-    results = to_results(state, response.hits)
-    query_id = state.engine.catalog.record_search(f"more like item {item}", k, filter_category, response.took_ms,
-                                                  [{"id": r.id, "score": r.score, "category": r.category}
-                                                   for r in results])
-    return SearchResponse(query_id=query_id, took_ms=round(response.took_ms, 2), k=k, category=filter_category,
-                          results=results)
+    vector = state.service.item_vectors([item])
+    found = state.service.search_vectors(vector, k, filter_category, exclude={item}, started=started,
+                                         dedupe_threshold=dedupe_threshold(state, dedupe))[0]
+    return respond(state, shopper, f"more like item {item}", vector, k, filter_category, dedupe, found)
 
 
 @router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])

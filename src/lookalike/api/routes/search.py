@@ -1,17 +1,21 @@
-"""POST /api/search: an uploaded image -> ranked similar catalog items."""
+"""POST /api/search (images and/or catalog items as examples -> ranked similar items) and POST /api/search/refine."""
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
-from lookalike.api.deps import State
-from lookalike.api.schemas import Result, SearchResponse
+from lookalike.api.deps import Shopper, State
+from lookalike.api.schemas import RefineRequest, Result, SearchResponse
 from lookalike.api.state import AppState
 from lookalike.api.uploads import read_upload
+from lookalike.refine import rocchio
 from lookalike.search import MAX_K, SearchHit
+from lookalike.search import SearchResponse as Found
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -37,20 +41,86 @@ def check_category(state: AppState, category: str | None) -> str | None:
     return category
 
 
-@router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to an image")
+def dedupe_threshold(state: AppState, dedupe: bool) -> float | None:
+    return state.duplicate_threshold().threshold if dedupe else None
+
+
+def respond(state: AppState, shopper: str | None, label: str, vector: np.ndarray, k: int, category: str | None,
+            dedupe: bool, found: Found) -> SearchResponse:
+    """Record the search (with its query embedding, and in the shopper's taste) and shape the response."""
+    results = to_results(state, found.hits)
+    query_id = state.engine.catalog.record_search(
+        label[:200], k, category, found.took_ms, [{"id": r.id, "score": r.score, "category": r.category}
+                                                   for r in results],
+        vector=vector.reshape(-1), model_version=state.engine.model_version)
+    if shopper:
+        state.taste.record_search(shopper, vector, [r.id for r in results])
+    return SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category, dedupe=dedupe,
+                          results=results)
+
+
+def parse_item_ids(text: str | None) -> list[int]:
+    """``"3, 17 42"`` -> [3, 17, 42]; 422 for anything else."""
+    tokens = [t for t in re.split(r"[\s,]+", text or "") if t]
+    if not all(t.isdigit() for t in tokens):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"item_ids must be catalog ids separated by commas, got {text!r}")
+    return list(dict.fromkeys(int(t) for t in tokens))
+
+
+@router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples")
 def search(
     state: State,
-    file: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC).")],
+    shopper: Shopper,
+    file: Annotated[list[UploadFile] | None, File(
+        description="Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them.")] = None,
+    item_ids: Annotated[str | None, Form(description="Catalog ids of example items, comma-separated.")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
     category: Annotated[str | None, Form(description="Only results of this category.")] = None,
+    dedupe: Annotated[bool, Form(description="Collapse near-duplicates, so k different products.")] = False,
 ) -> SearchResponse:
-    data = read_upload(file, int(state.settings.max_upload_mb * 2**20))
+    """The query is the normalized mean embedding of every example (files and items)."""
+    started = time.perf_counter()
+    files = file or []
+    examples = parse_item_ids(item_ids)
+    if not files and not examples:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a query image `file` (or several), "
+                            "or `item_ids` of catalog items")
+    limit = int(state.settings.max_upload_mb * 2**20)
+    images = [read_upload(upload, limit) for upload in files]
     filter_category = check_category(state, category)
-    response = state.service.search_images([data], k, filter_category)[0]
-    results = to_results(state, response.hits)
-    query_id = state.engine.catalog.record_search(
-        (file.filename or "upload")[:200], k, filter_category, response.took_ms,
-        [{"id": r.id, "score": r.score, "category": r.category} for r in results],
-    )
-    return SearchResponse(query_id=query_id, took_ms=round(response.took_ms, 2), k=k, category=filter_category,
-                          results=results)
+    threshold = dedupe_threshold(state, dedupe)
+    vector = state.service.example_vector(images, examples)
+    found = state.service.search_vectors(vector, k, filter_category, started=started, dedupe_threshold=threshold)[0]
+    names = [(u.filename or "upload") for u in files] + [f"item {i}" for i in examples]
+    label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
+    return respond(state, shopper, label, vector, k, filter_category, dedupe, found)
+
+
+@router.post("/search/refine", response_model=SearchResponse,
+             summary="Search again, moved toward the liked results and away from the disliked ones")
+def refine(state: State, shopper: Shopper, body: RefineRequest) -> SearchResponse:
+    """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine."""
+    started = time.perf_counter()
+    stored = state.engine.catalog.search_vector(body.query_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no search with id {body.query_id}")
+    if stored[0] != state.engine.model_version:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"search {body.query_id} was made with another model; "
+                            "search again")
+    both = set(body.liked) & set(body.disliked)
+    if both:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"items both liked and disliked: {', '.join(map(str, sorted(both)))}")
+    dim = state.engine.head.dim
+    liked = state.service.item_vectors(body.liked) if body.liked else np.zeros((0, dim), np.float32)
+    disliked = state.service.item_vectors(body.disliked) if body.disliked else np.zeros((0, dim), np.float32)
+    vector = rocchio(stored[1], liked, disliked)
+    filter_category = check_category(state, body.category)
+    threshold = dedupe_threshold(state, body.dedupe)
+    found = state.service.search_vectors(vector, body.k, filter_category, started=started,
+                                         dedupe_threshold=threshold)[0]
+    if shopper:
+        state.taste.record_feedback(shopper, body.liked, body.disliked)
+    label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
+    return respond(state, shopper, label, vector, body.k, filter_category, body.dedupe, found)

@@ -28,20 +28,36 @@ export async function request(url, options = {}) {
   return { status: response.status, body };
 }
 
-export async function searchImage(blob, filename, { k, category, signal }) {
+/** Search by one image, or several (`extras`: more {blob, name}) for what they share. */
+export async function searchImage(blob, filename, { k, category, dedupe, extras = [], signal }) {
   const form = new FormData();
   form.append("file", blob, filename);
+  for (const extra of extras) form.append("file", extra.blob, extra.name);
   form.append("k", String(k));
+  form.append("dedupe", String(Boolean(dedupe)));
   if (category) form.append("category", category);
   return (await request("/api/search", { method: "POST", body: form, signal })).body;
 }
 
-export async function similarTo(id, { k, category, signal }) {
-  const params = new URLSearchParams({ k: String(k) });
+export async function similarTo(id, { k, category, dedupe, signal }) {
+  const params = new URLSearchParams({ k: String(k), dedupe: String(Boolean(dedupe)) });
   if (category) params.set("category", category);
   return (await request(`/api/items/${encodeURIComponent(id)}/similar?${params}`, { signal })).body;
 }
 
+/** Search again from a stored query, toward the liked results and away from the disliked ones. */
+export async function refineSearch(queryId, { liked, disliked, k, category, dedupe, signal }) {
+  const body = JSON.stringify({ query_id: queryId, liked, disliked, k, category: category || null, dedupe });
+  return (await request("/api/search/refine", {
+    method: "POST", body, signal, headers: { Accept: "application/json", "Content-Type": "application/json" },
+  })).body;
+}
+
+export const getRecommendations = async (k = 8) => (await request(`/api/recommendations?k=${k}`)).body;
+export async function getDuplicates(threshold) {
+  const query = threshold ? `?threshold=${encodeURIComponent(threshold)}` : "";
+  return (await request(`/api/duplicates${query}`)).body;
+}
 export const getCategories = async () => (await request("/api/categories")).body;
 export const getStats = async () => (await request("/api/stats")).body;
 export const getHistory = async (limit = 8) => (await request(`/api/history?limit=${limit}`)).body;

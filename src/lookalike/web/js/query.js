@@ -1,4 +1,5 @@
-// The query image: chosen, dropped, pasted or photographed; previewed, optionally cropped.
+// The query image: chosen, dropped, pasted or photographed; previewed, optionally cropped. Choosing or dropping
+// several images searches for what they share (the first is previewed).
 
 import { createCamera } from "./camera.js";
 import { createCropper, cropToBlob } from "./crop.js";
@@ -10,6 +11,12 @@ const formatBytes = (n) => (n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).to
 function firstImageFile(list) {
   const files = Array.from(list || []);
   return files.find((file) => file.type.startsWith("image/")) || files[0] || null;
+}
+
+function imageFiles(list) {
+  const files = Array.from(list || []);
+  const images = files.filter((file) => file.type.startsWith("image/"));
+  return images.length ? images : files.slice(0, 1);
 }
 
 /** Show small images (icons, 96 px test images) at a comfortable size; large ones are capped by CSS. */
@@ -28,7 +35,7 @@ export function createQueryInput({ onReady, onError }) {
   const cropHint = $("#crop-hint");
   const cropClear = $("#crop-clear");
   const fileInput = $("#file");
-  let current = null; // {blob, name, url, previewOk}
+  let current = null; // {blob, name, url, previewOk, extras: [{blob, name}]}
 
   const cropper = createCropper({
     surface: preview, image, box: $("#crop-box"),
@@ -40,13 +47,18 @@ export function createQueryInput({ onReady, onError }) {
     const crop = cropper.region();
     const cropText = crop ? ` · searching the selected ${Math.round(crop.w * 100)}% × ${Math.round(crop.h * 100)}%`
       : "";
-    caption.textContent = `${current.name} · ${formatBytes(current.blob.size)}${cropText}`;
+    const more = current.extras.length
+      ? ` · +${current.extras.length} more example${current.extras.length === 1 ? "" : "s"}: like all of them` : "";
+    caption.textContent = `${current.name} · ${formatBytes(current.blob.size)}${cropText}${more}`;
     caption.hidden = false;
   }
 
-  function setImage(blob, name) {
+  function setImage(blob, name, extras = []) {
     if (current?.url) URL.revokeObjectURL(current.url);
-    current = { blob, name: name || "image", url: URL.createObjectURL(blob), previewOk: false };
+    current = {
+      blob, name: name || "image", url: URL.createObjectURL(blob), previewOk: false,
+      extras: extras.map((file) => ({ blob: file, name: file.name || "image" })),
+    };
     cropper.clear();
     $("#drop-hint").hidden = true;
     preview.hidden = false;
@@ -74,11 +86,11 @@ export function createQueryInput({ onReady, onError }) {
   cropClear.addEventListener("click", () => cropper.clear());
 
   fileInput.addEventListener("change", () => {
-    const file = fileInput.files?.[0];
-    if (file) setImage(file, file.name);
+    const [file, ...extras] = Array.from(fileInput.files || []);
+    if (file) setImage(file, file.name, extras);
   });
 
-  bindDragAndDrop(dropzone, (file) => setImage(file, file.name));
+  bindDragAndDrop(dropzone, ([file, ...extras]) => setImage(file, file.name, extras));
   bindPaste((file) => setImage(file, file.name && file.name !== "image.png" ? file.name : "pasted-image.png"));
   dropzone.addEventListener("click", (event) => {
     if (!current && event.target.closest("#drop-hint")) fileInput.click();
@@ -99,9 +111,9 @@ export function createQueryInput({ onReady, onError }) {
       const region = cropper.region();
       if (region && current.previewOk) {
         const base = current.name.replace(/\.[^.]+$/, "");
-        return { blob: await cropToBlob(image, region), name: `crop-of-${base}.jpg` };
+        return { blob: await cropToBlob(image, region), name: `crop-of-${base}.jpg`, extras: current.extras };
       }
-      return { blob: current.blob, name: current.name };
+      return { blob: current.blob, name: current.name, extras: current.extras };
     },
   };
 }
@@ -128,8 +140,8 @@ function bindDragAndDrop(zone, onFile) {
     event.preventDefault();
     depth = 0;
     zone.classList.remove("is-dragging");
-    const file = firstImageFile(event.dataTransfer?.files);
-    if (file) onFile(file);
+    const files = imageFiles(event.dataTransfer?.files);
+    if (files.length) onFile(files);
   });
   // A file dropped anywhere else must not navigate away from the dashboard.
   window.addEventListener("dragover", (event) => event.preventDefault());

@@ -1,4 +1,5 @@
-// The ranked results grid: one card per result, best first; a card click asks for "more like this".
+// The ranked results grid: one card per result, best first; a card click asks for "more like this";
+// thumbs up / down on a card mark it for the next refinement.
 
 import { categoryColor } from "./colors.js";
 import { el, formatPercent, formatScore } from "./dom.js";
@@ -30,7 +31,31 @@ function resultLabel(result) {
     + `${formatScore(result.score)}, confidence ${formatPercent(result.confidence)}. Show more like this.`;
 }
 
-export function resultCard(result, onSelect) {
+const SVG = "http://www.w3.org/2000/svg";
+
+function thumbIcon() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", "M3 10h3.5v10H3zM8.5 20h8.6a2 2 0 0 0 2-1.6l1.3-6.2A1.8 1.8 0 0 0 18.6 10H14l.7-3.8"
+    + "a1.7 1.7 0 0 0-3.1-1.2L8.5 10z");
+  svg.append(path);
+  return svg;
+}
+
+function feedbackButtons(result, feedback) {
+  if (!feedback) return null;
+  const current = feedback.get(result.id);
+  const button = (kind, label) => el("button", {
+    type: "button", class: `fb-btn fb-${kind}`, title: label, "aria-label": `${label}: item ${result.id}`,
+    "aria-pressed": String(current === kind), dataset: { id: result.id, kind },
+    onclick: () => feedback.toggle(result.id, kind),
+  }, [thumbIcon()]);
+  return el("div", { class: "feedback" }, [button("like", "More like this"), button("dislike", "Less like this")]);
+}
+
+export function resultCard(result, onSelect, feedback = null) {
   const level = confidenceLevel(result.confidence);
   const subtitle = result.item_id ? `Item ${result.id} · ${result.item_id}` : `Item ${result.id}`;
   const button = el("button", {
@@ -55,11 +80,12 @@ export function resultCard(result, onSelect) {
       el("span", { class: "card-sub muted", text: subtitle }),
     ]),
   ]);
-  return el("li", {}, [button]);
+  return el("li", { class: "result-item" }, [button, feedbackButtons(result, feedback)]);
 }
 
-export function renderResults(container, results, onSelect) {
-  container.replaceChildren(...results.map((result) => resultCard(result, onSelect)));
+/** `feedback` (optional): {get(id) -> "like"|"dislike"|undefined, toggle(id, kind)} for the thumb buttons. */
+export function renderResults(container, results, onSelect, feedback = null) {
+  container.replaceChildren(...results.map((result) => resultCard(result, onSelect, feedback)));
 }
 
 /** Placeholder cards while a search runs (not `.result-card`: they are not results). */

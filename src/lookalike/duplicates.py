@@ -1,0 +1,197 @@
+"""Near-duplicate catalog items: the similarity threshold, groups of duplicate listings, collapsing result lists.
+
+**Threshold.** Calibrated on the catalog itself (:func:`calibrate_threshold`): a sample of items is re-encoded
+the ways a listing gets copied (JPEG quality 40, resized, 5% cropped off each side) and each copy is embedded
+through the real pipeline; its similarity to the original is a *copy* score, and ``copy_low`` is their 5th
+percentile. Each sampled item's nearest other item (exact byte copies aside) gives a *nearest* score. Items whose
+nearest is at least ``copy_low`` are presumed to have a copy in the catalog already; when they are at most
+half of the sample, the rest are *different* items, ``distinct_high`` is their 99th percentile and the
+threshold is midway between the two. When more than half are that close, copies and different items
+overlap (a model trained to cluster a category can put different items of it closer than copies): the
+threshold is then the 99th percentile of all nearest scores, so that few different items are ever grouped,
+and ``separable`` is false.
+
+**Groups.** Every item is range-searched for the items at or above the threshold (the vector store's
+``range_search``); the pairs are the edges of a graph whose connected components (single linkage, as a
+union-find would give) are the groups.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from lookalike.calibrations import Calibration, load_or_fit
+from lookalike.errors import ImageDecodeError, InvalidRequestError
+from lookalike.io.images import decode_image
+from lookalike.item_vectors import item_vectors
+
+if TYPE_CHECKING:
+    from lookalike.engine import Engine
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 100
+BATCH = 2048
+COPY_QUANTILE = 5
+DISTINCT_QUANTILE = 99
+MAX_DUPLICATE_SHARE = 0.5
+
+
+def _jpeg(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=40)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def _resized(image: Image.Image) -> Image.Image:
+    factor = 0.5 if min(image.size) >= 128 else 2.0
+    return image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
+                        Image.Resampling.BICUBIC)
+
+
+def _cropped(image: Image.Image) -> Image.Image:
+    dx, dy = round(image.width * 0.05), round(image.height * 0.05)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))
+
+
+COPIES = {"jpeg-q40": _jpeg, "resized": _resized, "cropped-5%": _cropped}
+
+
+@dataclass
+class DuplicateThreshold(Calibration):
+    """The calibrated threshold and the evidence behind it."""
+
+    model_version: str
+    items: int
+    threshold: float
+    separable: bool
+    copy_low: float  # COPY_QUANTILE-th percentile of copy-to-original similarity
+    distinct_high: float  # DISTINCT_QUANTILE-th percentile of nearest-other-item similarity
+    copies: dict[str, float] = field(default_factory=dict)  # the same percentile, per kind of copy
+    sample: int = 0
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> DuplicateThreshold:
+    """Fit the threshold on copies of a sample of the catalog (see the module docstring)."""
+    ids = engine.store.ids()
+    model = DuplicateThreshold(engine.model_version, len(ids), 1.0, False, 1.0, 1.0)
+    chosen = np.random.default_rng(seed).choice(ids, size=min(sample, len(ids)), replace=False)
+    records = engine.catalog.get_items(chosen.tolist())
+    originals, copies, kinds = [], [], []
+    for record in (records[int(i)] for i in chosen if int(i) in records):
+        try:
+            image = decode_image(record.path)
+        except ImageDecodeError:
+            continue
+        for kind, make in COPIES.items():
+            originals.append(record)
+            copies.append(_png(make(image)))
+            kinds.append(kind)
+    kept, vectors = item_vectors(engine, list({r.id: r for r in originals}.values()))
+    if len(kept) < 2:
+        return model
+    by_id = {r.id: v for r, v in zip(kept, vectors, strict=True)}
+    rows = [i for i, r in enumerate(originals) if r.id in by_id]
+    step = engine.featurizer.batch_size
+    copy_vectors = np.concatenate([engine.embed(engine.featurizer.features_of([copies[i] for i in rows[s : s + step]]))
+                                   for s in range(0, len(rows), step)])
+    copy_scores = np.einsum("ij,ij->i", copy_vectors, np.stack([by_id[originals[i].id] for i in rows]))
+    hashes = {r.id: r.content_hash for r in kept}
+    scores, neighbours = engine.store.search(vectors, 10)
+    others = engine.catalog.get_items(int(n) for n in np.unique(neighbours) if n >= 0)
+    nearest = []
+    for record, row_scores, row_ids in zip(kept, scores, neighbours, strict=True):
+        for score, other in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+            if other in others and other != record.id and others[other].content_hash != hashes[record.id]:
+                nearest.append(score)
+                break
+    model.copy_low = float(np.percentile(copy_scores, COPY_QUANTILE))
+    distinct = np.asarray(nearest)
+    presumed_copies = distinct >= model.copy_low
+    model.separable = bool(presumed_copies.mean() <= MAX_DUPLICATE_SHARE) if len(distinct) else True
+    if model.separable:
+        distinct = distinct[~presumed_copies]
+    model.distinct_high = float(np.percentile(distinct, DISTINCT_QUANTILE)) if len(distinct) else -1.0
+    kind_of = np.array([kinds[i] for i in rows])
+    model.copies = {k: round(float(np.percentile(copy_scores[kind_of == k], COPY_QUANTILE)), 6) for k in COPIES}
+    model.threshold = (model.copy_low + model.distinct_high) / 2 if model.separable else model.distinct_high
+    model.threshold = round(min(model.threshold, 1.0), 6)
+    model.sample = len(kept)
+    if not model.separable:
+        log.warning("copies and different items overlap in similarity (copies >= %.4f, different items <= %.4f): "
+                    "duplicate threshold %.4f catches only the closest copies", model.copy_low, model.distinct_high,
+                    model.threshold)
+    return model
+
+
+def load_or_calibrate_threshold(engine: Engine, path: Path) -> DuplicateThreshold:
+    """The saved threshold for this model and roughly this catalog size, else a freshly calibrated one."""
+    return load_or_fit(DuplicateThreshold, path, engine, calibrate_threshold)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Items that are near-identical to each other, lowest id first."""
+
+    ids: list[int]
+    min_score: float  # the weakest link that joined the group
+    max_score: float
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold <= 1.0:
+        raise InvalidRequestError(f"threshold must be in (0, 1], got {threshold}")
+
+
+def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
+    """Groups of catalog items whose embeddings are at least ``threshold`` alike, largest group first."""
+    check_threshold(threshold)
+    sources, targets, weights = [], [], []
+    records = list(engine.catalog.iter_items())
+    for start in range(0, len(records), BATCH):
+        kept, vectors = item_vectors(engine, records[start : start + BATCH])
+        for record, (scores, ids) in zip(kept, engine.store.range_search(vectors, threshold), strict=True):
+            later = ids > record.id  # each pair once, the item itself left out
+            sources += [record.id] * int(later.sum())
+            targets += ids[later].tolist()
+            weights += scores[later].tolist()
+    if not sources:
+        return []
+    nodes = np.unique(np.array(sources + targets, np.int64))
+    src, dst = np.searchsorted(nodes, sources), np.searchsorted(nodes, targets)
+    graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    edge_label = labels[src]
+    score = np.asarray(weights)
+    groups = [
+        DuplicateGroup(sorted(nodes[labels == g].tolist()), round(float(score[edge_label == g].min()), 6),
+                       round(float(score[edge_label == g].max()), 6))
+        for g in np.unique(labels)
+    ]
+    return sorted(groups, key=lambda g: (-len(g.ids), g.ids[0]))
+
+
+def collapse(vectors: np.ndarray, threshold: float, keep: int) -> list[int]:
+    """Positions of up to ``keep`` rows (best first) none of which is ``threshold``-alike to an earlier one kept."""
+    kept: list[int] = []
+    for i in range(len(vectors)):
+        if len(kept) == keep:
+            break
+        if not kept or float(np.max(vectors[kept] @ vectors[i])) < threshold:
+            kept.append(i)
+    return kept
