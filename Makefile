@@ -35,7 +35,7 @@ test: setup system-deps
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 	$(BIN)/hadolint Dockerfile
 
