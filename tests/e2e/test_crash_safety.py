@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +45,19 @@ def assert_catalog_and_index_agree(settings: Settings, paths: list[Path] | None 
 
 
 def kill_repeatedly(command: list[str], env: dict[str, str], rng: random.Random, runs: int, window: tuple[float, float],
-                    after_each=None) -> int:  # noqa: ANN001
-    """Start ``command`` ``runs`` times, SIGKILL each at a random moment in ``window`` seconds; returns the kills."""
+                    after_each=None, progress=None) -> int:  # noqa: ANN001
+    """Start ``command`` ``runs`` times and SIGKILL each at a random moment: ``window`` seconds after its start, or,
+    given ``progress`` (a count that grows as the command works), once that grew by a random amount in ``window``
+    (so the kills land mid-work however fast the machine is). Returns the kills."""
     kills = 0
     for _ in range(runs):
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(*window))
+        if progress is None:
+            time.sleep(rng.uniform(*window))
+        else:
+            target = progress() + rng.randint(int(window[0]), int(window[1]))
+            while process.poll() is None and progress() < target:
+                time.sleep(0.01)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
@@ -56,6 +65,19 @@ def kill_repeatedly(command: list[str], env: dict[str, str], rng: random.Random,
         if after_each is not None:
             after_each()
     return kills
+
+
+def items_committed(home: Path):  # noqa: ANN201
+    """A function counting the catalog's rows, read as another process would (0 before the database exists)."""
+
+    def count() -> int:
+        try:
+            with closing(sqlite3.connect(f"file:{home / 'catalog.db'}?mode=ro", uri=True, timeout=5)) as db:
+                return int(db.execute("SELECT count(*) FROM items").fetchone()[0])
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    return count
 
 
 def test_sigkilled_ingest_of_5000_images_resumes_with_every_image_exactly_once(tmp_path: Path) -> None:
@@ -70,7 +92,7 @@ def test_sigkilled_ingest_of_5000_images_resumes_with_every_image_exactly_once(t
     settings = Settings(home=home, backbone=backbone, _env_file=None)  # type: ignore[call-arg]
     command = [sys.executable, "-m", "lookalike.cli", "ingest", str(catalog)]
     progress: list[int] = []
-    kills = kill_repeatedly(command, env, random.Random(11), runs=6, window=(2.5, 5.0),
+    kills = kill_repeatedly(command, env, random.Random(11), runs=6, window=(64, 900), progress=items_committed(home),
                             after_each=lambda: progress.append(assert_catalog_and_index_agree(settings)))
     assert kills >= 4, f"only {kills} kills landed: the ingest finished too soon"
     assert progress[0] < len(paths), "the first kill came after the ingest had finished"
@@ -86,7 +108,7 @@ def test_sigkilled_ingest_with_the_default_backbone_resumes(tmp_path: Path, mode
     env = {**os.environ, "LOOKALIKE_HOME": str(home), "LOOKALIKE_MODELS_DIR": str(models_dir),
            "LOOKALIKE_BACKBONE": "efficientnet-lite0", "LOOKALIKE_BATCH_SIZE": "16", "LOOKALIKE_CHECKPOINT_EVERY": "48"}
     command = [sys.executable, "-m", "lookalike.cli", "ingest", str(catalog)]
-    kills = kill_repeatedly(command, env, random.Random(7), runs=3, window=(4.0, 7.0))
+    kills = kill_repeatedly(command, env, random.Random(7), runs=3, window=(32, 250), progress=items_committed(home))
     assert kills >= 2, "the ingest finished before it could be killed: make the catalog bigger"
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
