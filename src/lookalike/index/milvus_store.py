@@ -74,7 +74,8 @@ class MilvusStore:
         """
         if config.is_lite:
             Path(config.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), f"connect to {config.uri}")
+        hint = " (a Milvus Lite file serves one process at a time: is another lookalike using it?)" * config.is_lite
+        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), f"connect to {config.uri}{hint}")
         store = cls(config, manifest, client)
         try:
             exists = store._guard(lambda: client.has_collection(config.collection))

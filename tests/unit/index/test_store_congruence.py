@@ -176,3 +176,22 @@ def test_milvus_lite_search_survives_faiss_torch_utils(tmp_path):
     _, found = store.search(queries, 10, category="shirt")
     assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)]) >= 0.99
     store.close()
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from lookalike.errors import VectorStoreError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
+         f"MilvusClient({str(tmp_path / 'milvus.db')!r}); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(VectorStoreError, match="one process at a time"):
+            milvus(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
