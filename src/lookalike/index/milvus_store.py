@@ -106,9 +106,15 @@ class MilvusStore:
         schema.add_field("category", DataType.VARCHAR, max_length=CATEGORY_MAX_BYTES, nullable=True)
         manifest = json.dumps({"format": FORMAT_VERSION, **self.manifest.to_dict()})
         self._guard(lambda: self._client.create_collection(
-            self._name, schema=schema, index_params=self._index_params(), consistency_level="Strong",
-            properties={MANIFEST_PROPERTY: manifest}))
+            self._name, schema=schema, consistency_level="Strong", properties={MANIFEST_PROPERTY: manifest}))
+        self._build_index()
         log.info("created %s (%s, dim %d)", self.where, self.config.index_type, self.dim)
+
+    def _build_index(self) -> None:
+        """Create the vector index and load the collection; ``sync=False`` skips a wait that needs a timestamp
+        service Milvus Lite lacks (load waits for the index anyway)."""
+        self._guard(lambda: self._client.create_index(self._name, self._index_params(), sync=False))
+        self._guard(lambda: self._client.load_collection(self._name))
 
     def _index_params(self) -> Any:
         params = self._client.prepare_index_params()
@@ -228,8 +234,7 @@ class MilvusStore:
                 log.info("rebuilding the index of %s as %s (was %s)", self.where, self.config.index_type, current)
                 self._guard(lambda: self._client.release_collection(self._name))
                 self._guard(lambda: self._client.drop_index(self._name, "vector"))
-                self._guard(lambda: self._client.create_index(self._name, self._index_params()))
-                self._guard(lambda: self._client.load_collection(self._name))
+                self._build_index()
             return IndexChoice(f"milvus:{self.config.index_type}", self.bytes_per_item,
                                f"{len(self)} items in {self.where}")
 
