@@ -3,10 +3,10 @@
 One collection holds ``(id INT64 primary key, vector FLOAT_VECTOR, category VARCHAR nullable)`` with a COSINE
 index (HNSW by default); category filters are Milvus boolean expressions on the scalar field. The index
 manifest is a collection property, checked on open like FaissStore's sidecar. Writes are durable when they
-return (Milvus logs them); ``save`` flushes them into sealed, indexed segments once enough have accumulated, and
-``close`` flushes the rest. The store keeps a map
-id -> category, loaded on open, so that ``len``, ``ids`` and category counts need no round trip; like an
-in-process FAISS index it sees other processes' writes when it is opened again.
+return (Milvus logs them); ``save`` flushes them into sealed, indexed segments once enough have accumulated,
+and ``close`` flushes the rest. The store keeps a map id -> category, loaded on open, so that ``len``, ``ids``
+and category counts need no round trip; like an in-process FAISS index, it sees other processes' additions to
+those counts when it is opened again (their writes are searchable at once).
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ class MilvusStore:
         """
         if config.is_lite:
             Path(config.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        hint = " (a Milvus Lite file serves one process at a time: is another lookalike using it?)" * config.is_lite
-        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), f"connect to {config.uri}{hint}")
+        where = f"connect to {config.uri}"
+        if config.is_lite:
+            where += " (a Milvus Lite file serves one process at a time: is another lookalike using it?)"
+        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), where)
         store = cls(config, manifest, client)
         try:
             exists = store._guard(lambda: client.has_collection(config.collection))
@@ -265,10 +267,9 @@ class MilvusStore:
         with self._lock:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids
-            results = self._guard(lambda: self._client.search(
-                self._name, data=list(queries), limit=k, anns_field="vector", output_fields=["id"],
-                filter=category_filter(category) if category is not None else "",
-                search_params=self._search_params(k)))
+        results = self._guard(lambda: self._client.search(
+            self._name, data=list(queries), limit=k, anns_field="vector", output_fields=["id"],
+            filter=category_filter(category) if category is not None else "", search_params=self._search_params(k)))
         for row, hits in enumerate(results):
             for column, hit in enumerate(hits[:k]):
                 ids[row, column] = int(hit["id"])
