@@ -74,7 +74,7 @@ class MilvusStore:
         """
         if config.is_lite:
             Path(config.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        where = f"connect to {config.uri}"
+        where = f"connect to {config.safe_uri}"
         if config.is_lite:
             where += " (a Milvus Lite file serves one process at a time: is another lookalike using it?)"
         client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), where)
@@ -96,7 +96,7 @@ class MilvusStore:
 
     @property
     def where(self) -> str:
-        return f"Milvus collection {self._name!r} at {self.config.uri}"
+        return f"Milvus collection {self._name!r} at {self.config.safe_uri}"
 
     def _guard(self, call: Callable[[], T]) -> T:
         return _call(call, self.where)
@@ -278,7 +278,7 @@ class MilvusStore:
 
     def describe(self) -> dict[str, object]:
         return {"type": f"milvus:{self.config.index_type}", "count": len(self), "dim": self.dim,
-                "uri": self.config.uri, "collection": self._name, **self.manifest.to_dict()}
+                "uri": self.config.safe_uri, "collection": self._name, **self.manifest.to_dict()}
 
     def close(self) -> None:
         try:

@@ -195,3 +195,16 @@ def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_credentials_in_a_server_uri_are_never_shown():
+    config = MilvusConfig("http://admin:hunter2@milvus.internal:19530")
+    assert config.safe_uri == "http://admin:***@milvus.internal:19530" and not config.is_lite
+    assert MilvusConfig("http://milvus:19530").safe_uri == "http://milvus:19530"
+
+
+def test_an_unreachable_server_is_a_vector_store_error():
+    from lookalike.errors import VectorStoreError
+
+    with pytest.raises(VectorStoreError, match="127.0.0.1:9"):
+        MilvusStore.open(MilvusConfig("http://127.0.0.1:9", token="u:p"), MANIFEST)
