@@ -208,3 +208,50 @@ def test_an_unreachable_server_is_a_vector_store_error():
 
     with pytest.raises(VectorStoreError, match="127.0.0.1:9"):
         MilvusStore.open(MilvusConfig("http://127.0.0.1:9", token="u:p"), MANIFEST)
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A Milvus gRPC server on a free port (Milvus Lite's server mode), reached by URL like a real deployment."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "server"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert server.poll() is None and time.monotonic() < deadline, "the Milvus server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.kill()
+    server.wait()
+
+
+def test_a_milvus_server_by_url_agrees_with_faiss_and_persists(tmp_path, milvus_server, monkeypatch):
+    from lookalike.index import milvus_store
+
+    monkeypatch.setattr(milvus_store, "ITERATOR_BATCH", 100)  # several pages
+    config = MilvusConfig(milvus_server, token="root:Milvus", collection="catalog", index_type="FLAT")
+    exact = FaissStore(tmp_path / "faiss", MANIFEST)
+    remote = MilvusStore.open(config, MANIFEST)
+    assert not config.is_lite
+    for store in (exact, remote):
+        apply_history(store)
+    remote.close()
+    reopened = MilvusStore.open(config, MANIFEST)  # membership paged back with a query iterator
+    assert np.array_equal(reopened.ids(), exact.ids())
+    assert reopened.category_counts() == exact.category_counts()
+    queries = unit(30, 12)
+    assert np.array_equal(reopened.search(queries, 10)[1], exact.search(queries, 10)[1])
+    assert np.array_equal(reopened.search(queries, 10, "dress")[1], exact.search(queries, 10, "dress")[1])
+    assert reopened.describe()["uri"] == milvus_server
+    reopened.close()
