@@ -7,6 +7,7 @@ PostgreSQL may set ``LOOKALIKE_TEST_SKIP_POSTGRES=1`` to skip them instead.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -65,8 +66,11 @@ class PostgresServer:
         self._run("initdb", "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        atexit.register(self.stop)  # also when the session ends without tearing its fixtures down
 
     def stop(self) -> None:
+        if not self.root.exists():
+            return
         try:
             self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
         finally:

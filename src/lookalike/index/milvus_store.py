@@ -3,10 +3,10 @@
 One collection holds ``(id INT64 primary key, vector FLOAT_VECTOR, category VARCHAR nullable)`` with a COSINE
 index (HNSW by default); category filters are Milvus boolean expressions on the scalar field. The index
 manifest is a collection property, checked on open like FaissStore's sidecar. Writes are durable when they
-return (Milvus logs them); ``save`` flushes them into sealed, indexed segments once enough have accumulated, and
-``close`` flushes the rest. The store keeps a map
-id -> category, loaded on open, so that ``len``, ``ids`` and category counts need no round trip; like an
-in-process FAISS index it sees other processes' writes when it is opened again.
+return (Milvus logs them); ``save`` flushes them into sealed, indexed segments once enough have accumulated,
+and ``close`` flushes the rest. The store keeps a map id -> category, loaded on open, so that ``len``, ``ids``
+and category counts need no round trip; like an in-process FAISS index, it sees other processes' additions to
+those counts when it is opened again (their writes are searchable at once).
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ class MilvusStore:
         """
         if config.is_lite:
             Path(config.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), f"connect to {config.uri}")
+        where = f"connect to {config.safe_uri}"
+        if config.is_lite:
+            where += " (a Milvus Lite file serves one process at a time: is another lookalike using it?)"
+        client = _call(lambda: MilvusClient(uri=config.uri, token=config.token or ""), where)
         store = cls(config, manifest, client)
         try:
             exists = store._guard(lambda: client.has_collection(config.collection))
@@ -95,7 +98,7 @@ class MilvusStore:
 
     @property
     def where(self) -> str:
-        return f"Milvus collection {self._name!r} at {self.config.uri}"
+        return f"Milvus collection {self._name!r} at {self.config.safe_uri}"
 
     def _guard(self, call: Callable[[], T]) -> T:
         return _call(call, self.where)
@@ -107,9 +110,15 @@ class MilvusStore:
         schema.add_field("category", DataType.VARCHAR, max_length=CATEGORY_MAX_BYTES, nullable=True)
         manifest = json.dumps({"format": FORMAT_VERSION, **self.manifest.to_dict()})
         self._guard(lambda: self._client.create_collection(
-            self._name, schema=schema, index_params=self._index_params(), consistency_level="Strong",
-            properties={MANIFEST_PROPERTY: manifest}))
+            self._name, schema=schema, consistency_level="Strong", properties={MANIFEST_PROPERTY: manifest}))
+        self._build_index()
         log.info("created %s (%s, dim %d)", self.where, self.config.index_type, self.dim)
+
+    def _build_index(self) -> None:
+        """Create the vector index and load the collection; ``sync=False`` skips a wait that needs a timestamp
+        service Milvus Lite lacks (load waits for the index anyway)."""
+        self._guard(lambda: self._client.create_index(self._name, self._index_params(), sync=False))
+        self._guard(lambda: self._client.load_collection(self._name))
 
     def _index_params(self) -> Any:
         params = self._client.prepare_index_params()
@@ -229,8 +238,7 @@ class MilvusStore:
                 log.info("rebuilding the index of %s as %s (was %s)", self.where, self.config.index_type, current)
                 self._guard(lambda: self._client.release_collection(self._name))
                 self._guard(lambda: self._client.drop_index(self._name, "vector"))
-                self._guard(lambda: self._client.create_index(self._name, self._index_params()))
-                self._guard(lambda: self._client.load_collection(self._name))
+                self._build_index()
             return IndexChoice(f"milvus:{self.config.index_type}", self.bytes_per_item,
                                f"{len(self)} items in {self.where}")
 
@@ -261,10 +269,9 @@ class MilvusStore:
         with self._lock:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids
-            results = self._guard(lambda: self._client.search(
-                self._name, data=list(queries), limit=k, anns_field="vector", output_fields=["id"],
-                filter=category_filter(category) if category is not None else "",
-                search_params=self._search_params(k)))
+        results = self._guard(lambda: self._client.search(
+            self._name, data=list(queries), limit=k, anns_field="vector", output_fields=["id"],
+            filter=category_filter(category) if category is not None else "", search_params=self._search_params(k)))
         for row, hits in enumerate(results):
             for column, hit in enumerate(hits[:k]):
                 ids[row, column] = int(hit["id"])
@@ -290,7 +297,7 @@ class MilvusStore:
 
     def describe(self) -> dict[str, object]:
         return {"type": f"milvus:{self.config.index_type}", "count": len(self), "dim": self.dim,
-                "uri": self.config.uri, "collection": self._name, **self.manifest.to_dict()}
+                "uri": self.config.safe_uri, "collection": self._name, **self.manifest.to_dict()}
 
     def close(self) -> None:
         try:

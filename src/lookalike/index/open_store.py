@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
+from lookalike.errors import VectorStoreError
 from lookalike.index.base import IndexManifest, VectorStore
 from lookalike.index.faiss_store import FaissStore
 
@@ -25,6 +27,14 @@ class MilvusConfig:
     def is_lite(self) -> bool:
         return self.uri.endswith(".db")
 
+    @property
+    def safe_uri(self) -> str:
+        """The URI without any credentials written into it, for logs and ``describe``."""
+        parts = urlsplit(self.uri)
+        if parts.password is None:
+            return self.uri
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}"))
+
 
 def open_store(kind: StoreKind, manifest: IndexManifest, *, faiss_dir: Path, milvus: MilvusConfig | None = None,
                fresh: bool = False) -> VectorStore:
@@ -32,8 +42,10 @@ def open_store(kind: StoreKind, manifest: IndexManifest, *, faiss_dir: Path, mil
     if kind == "milvus":
         if milvus is None:
             raise ValueError("the Milvus store needs a MilvusConfig")
-        from lookalike.index.milvus_store import MilvusStore  # pymilvus is an optional dependency
-
+        try:
+            from lookalike.index.milvus_store import MilvusStore  # pymilvus is an optional dependency
+        except ImportError as exc:
+            raise VectorStoreError(f"the Milvus store needs pymilvus ({exc}): pip install 'lookalike[milvus]'") from exc
         return MilvusStore.open(milvus, manifest, fresh=fresh)
     if FaissStore.exists(faiss_dir) and not fresh:
         return FaissStore.load(faiss_dir, manifest)

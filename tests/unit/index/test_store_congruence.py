@@ -190,3 +190,82 @@ def test_milvus_lite_search_survives_faiss_torch_utils(tmp_path):
     _, found = store.search(queries, 10, category="shirt")
     assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)]) >= 0.99
     store.close()
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    from lookalike.errors import VectorStoreError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
+         f"MilvusClient({str(tmp_path / 'milvus.db')!r}); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(VectorStoreError, match="one process at a time"):
+            milvus(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_credentials_in_a_server_uri_are_never_shown():
+    config = MilvusConfig("http://admin:hunter2@milvus.internal:19530")
+    assert config.safe_uri == "http://admin:***@milvus.internal:19530" and not config.is_lite
+    assert MilvusConfig("http://milvus:19530").safe_uri == "http://milvus:19530"
+
+
+def test_an_unreachable_server_is_a_vector_store_error():
+    from lookalike.errors import VectorStoreError
+
+    with pytest.raises(VectorStoreError, match="127.0.0.1:9"):
+        MilvusStore.open(MilvusConfig("http://127.0.0.1:9", token="u:p"), MANIFEST)
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A Milvus gRPC server on a free port (Milvus Lite's server mode), reached by URL like a real deployment."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(tmp_path / "server"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert server.poll() is None and time.monotonic() < deadline, "the Milvus server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.kill()
+    server.wait()
+
+
+def test_a_milvus_server_by_url_agrees_with_faiss_and_persists(tmp_path, milvus_server, monkeypatch):
+    from lookalike.index import milvus_store
+
+    monkeypatch.setattr(milvus_store, "ITERATOR_BATCH", 100)  # several pages
+    config = MilvusConfig(milvus_server, token="root:Milvus", collection="catalog", index_type="FLAT")
+    exact = FaissStore(tmp_path / "faiss", MANIFEST)
+    remote = MilvusStore.open(config, MANIFEST)
+    assert not config.is_lite
+    for store in (exact, remote):
+        apply_history(store)
+    remote.close()
+    reopened = MilvusStore.open(config, MANIFEST)  # membership paged back with a query iterator
+    assert np.array_equal(reopened.ids(), exact.ids())
+    assert reopened.category_counts() == exact.category_counts()
+    queries = unit(30, 12)
+    assert np.array_equal(reopened.search(queries, 10)[1], exact.search(queries, 10)[1])
+    assert np.array_equal(reopened.search(queries, 10, "dress")[1], exact.search(queries, 10, "dress")[1])
+    assert reopened.describe()["uri"] == milvus_server
+    reopened.close()

@@ -1,0 +1,41 @@
+"""The dashboard's search on the scale-out stack: Milvus Lite for the index, PostgreSQL for the catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_dashboard import assert_ranked, browser, page, queries, search, server, shot  # noqa: F401 - fixtures
+
+from lookalike.config import Settings
+from lookalike.data.sources import open_source
+from lookalike.engine import open_engine
+from lookalike.ingest import ingest
+
+from imagegen import CATEGORIES
+
+
+@pytest.fixture(scope="module")
+def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, extractor, catalog_dir: Path,
+                    postgres) -> Settings:
+    settings = Settings(home=tmp_path_factory.mktemp("dashboard-milvus") / "home", models_dir=models_dir,
+                        batch_size=8, checkpoint_every=8, vector_store="milvus",
+                        database_url=postgres.new_database(), _env_file=None)  # type: ignore[call-arg]
+    engine = open_engine(settings)
+    try:
+        ingest(engine, open_source(catalog_dir))
+    finally:
+        engine.close()
+    return settings
+
+
+def test_search_results_in_the_dashboard_come_from_milvus(page, queries, server_settings):  # noqa: F811
+    for category in CATEGORIES:
+        found = search(page, queries[category], k=5)
+        assert_ranked(found, 5)
+        assert found[0]["category"] == category
+    filtered = search(page, queries[CATEGORIES[0]], k=3, category=CATEGORIES[1])
+    assert {c["category"] for c in filtered} == {CATEGORIES[1]}
+    shot(page, "dashboard-milvus-postgres")
+    stats = page.request.get(page.url.rstrip("/") + "/api/stats").json()
+    assert stats["index"]["type"] == "milvus:HNSW" and stats["items"] == 18
