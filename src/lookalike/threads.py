@@ -11,8 +11,19 @@ from __future__ import annotations
 import faiss
 from threadpoolctl import threadpool_limits
 
+_faiss_threads = 0  # 0: FAISS's own default
+
 
 def limit_native_threads(threads: int) -> None:
     """Use at most ``threads`` threads per FAISS search and per BLAS call, process-wide."""
+    global _faiss_threads
+    _faiss_threads = threads
     faiss.omp_set_num_threads(threads)
     threadpool_limits(threads)
+
+
+def apply_to_current_thread() -> None:
+    """OpenMP keeps its thread count per calling thread, so a server's worker threads call this before a search
+    (BLAS's limit is process-wide already)."""
+    if _faiss_threads:
+        faiss.omp_set_num_threads(_faiss_threads)

@@ -27,6 +27,9 @@ class FeatureExtractor:
                  sha256: str | None = None) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Idle ONNX Runtime threads spin by default, burning a core that concurrent requests need: measured on 2
+        # cores, 16 clients got 88 queries/s without spinning and 73 with it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

@@ -19,6 +19,7 @@ from lookalike.errors import IndexCorruptError
 from lookalike.index.base import FORMAT_VERSION, IndexManifest
 from lookalike.index.choose import IndexChoice, choose_index
 from lookalike.index.snapshot import REBUILD_HINT, current_generation, read_current, write_generation
+from lookalike.threads import apply_to_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class FaissStore:
             if not possible:
                 return empty
             params = self._params(k, selector)
+            apply_to_current_thread()
             scores, ids = _numpy_method(self._index, "search")(queries, k, params=params)
         return scores, ids
 
