@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lookalike.catalog.models import Base, Item, Search, SearchVector, ShopperItem, ShopperProfile
+from lookalike.catalog.models import Base, Item, Search, SearchVector, ShopperItem, ShopperProfile, utcnow
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class ItemRecord:
     def of(cls, row: Item) -> ItemRecord:
         return cls(row.id, row.path, row.content_hash, row.category, row.item_id, dict(row.extra or {}),
                    row.model_version)
+
+
+_RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.item_id, Item.extra, Item.model_version)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -94,10 +97,13 @@ class Catalog:
         return found
 
     def get_items(self, ids: Iterable[int]) -> dict[int, ItemRecord]:
+        """Items by id (absent ids are left out). Core rows, not ORM objects: this runs for every search."""
         wanted = [int(i) for i in ids]
-        with self.session() as session:
-            rows = session.scalars(select(Item).where(Item.id.in_(wanted))).all() if wanted else []
-            return {row.id: ItemRecord.of(row) for row in rows}
+        if not wanted:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(*_RECORD_COLUMNS).where(Item.id.in_(wanted))).all()
+        return {row[0]: ItemRecord(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6]) for row in rows}
 
     def get_items_by_paths(self, paths: Iterable[str]) -> list[ItemRecord]:
         wanted = list(paths)
@@ -158,13 +164,14 @@ class Catalog:
                       results: list[dict[str, Any]], vector: np.ndarray | None = None,
                       model_version: str | None = None) -> int:
         """Store a search (and its query embedding, when given, for later refinement); returns its id."""
-        with self.session() as session, session.begin():
-            row = Search(query=query, k=k, category=category, took_ms=took_ms, results=results)
-            session.add(row)
-            session.flush()
+        with self.engine.begin() as connection:  # Core, not the ORM: this runs for every search
+            inserted = connection.execute(insert(Search).values(
+                query=query, k=k, category=category, took_ms=took_ms, results=results, created_at=utcnow()))
+            search_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             if vector is not None and model_version is not None:
-                session.add(SearchVector(search_id=row.id, model_version=model_version, vector=_to_bytes(vector)))
-            return row.id
+                connection.execute(insert(SearchVector).values(search_id=search_id, model_version=model_version,
+                                                               vector=_to_bytes(vector)))
+            return search_id
 
     def search_vector(self, search_id: int) -> tuple[str, np.ndarray] | None:
         """``(model_version, query embedding)`` of a stored search, or None."""
