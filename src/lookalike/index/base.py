@@ -37,6 +37,18 @@ class IndexManifest:
             )
 
 
+def checked_batch(ids: np.ndarray, vectors: np.ndarray, categories: list[str | None], dim: int,
+                  max_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """An add's ids and vectors as int64 and contiguous float32; ValueError for a malformed batch."""
+    ids = np.asarray(ids, np.int64)
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if vectors.shape != (len(ids), dim) or len(categories) != len(ids):
+        raise ValueError(f"expected {len(ids)} vectors of dim {dim} and as many categories")
+    if len(ids) and (ids.min() < 0 or (max_id is not None and ids.max() >= max_id) or len(np.unique(ids)) != len(ids)):
+        raise ValueError("ids must be unique, non-negative catalog ids")
+    return ids, vectors
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """Cosine-similarity search over L2-normalized vectors with int64 ids and a category per id."""

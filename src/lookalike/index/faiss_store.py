@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from lookalike.errors import IndexCorruptError
-from lookalike.index.base import FORMAT_VERSION, IndexManifest
+from lookalike.index.base import FORMAT_VERSION, IndexManifest, checked_batch
 from lookalike.index.choose import IndexChoice, choose_index
 from lookalike.index.snapshot import REBUILD_HINT, current_generation, read_current, write_generation
 from lookalike.threads import apply_to_current_thread
@@ -80,14 +80,9 @@ class FaissStore:
         return self._categories.index(category)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, categories: list[str | None]) -> None:
-        ids = np.asarray(ids, np.int64)
-        vectors = np.ascontiguousarray(vectors, np.float32)
-        if vectors.shape != (len(ids), self.dim) or len(categories) != len(ids):
-            raise ValueError(f"expected {len(ids)} vectors of dim {self.dim} and as many categories")
+        ids, vectors = checked_batch(ids, vectors, categories, self.dim, MAX_ID)
         if len(ids) == 0:
             return
-        if ids.min() < 0 or ids.max() >= MAX_ID or len(np.unique(ids)) != len(ids):
-            raise ValueError("ids must be unique, non-negative catalog ids")
         with self._lock:
             self._grow(int(ids.max()) + 1)
             present = ids[self._codes[ids] != ABSENT]

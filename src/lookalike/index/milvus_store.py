@@ -24,7 +24,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from lookalike.errors import IndexCorruptError, VectorStoreError
 from lookalike.index import faiss_compat
-from lookalike.index.base import FORMAT_VERSION, IndexManifest
+from lookalike.index.base import FORMAT_VERSION, IndexManifest, checked_batch
 from lookalike.index.choose import HNSW_M, ID_OVERHEAD, IndexChoice
 from lookalike.index.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE
 from lookalike.index.open_store import MilvusConfig
@@ -184,14 +184,9 @@ class MilvusStore:
     # --- writing ------------------------------------------------------------------------------
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, categories: list[str | None]) -> None:
-        ids = np.asarray(ids, np.int64)
-        vectors = np.ascontiguousarray(vectors, np.float32)
-        if vectors.shape != (len(ids), self.dim) or len(categories) != len(ids):
-            raise ValueError(f"expected {len(ids)} vectors of dim {self.dim} and as many categories")
+        ids, vectors = checked_batch(ids, vectors, categories, self.dim)
         if len(ids) == 0:
             return
-        if ids.min() < 0 or len(np.unique(ids)) != len(ids):
-            raise ValueError("ids must be unique, non-negative catalog ids")
         if any(c is not None and len(c.encode()) > CATEGORY_MAX_BYTES for c in categories):
             raise ValueError(f"a category name is longer than {CATEGORY_MAX_BYTES} bytes")
         step = max(1, WRITE_BYTES // (4 * self.dim))
