@@ -13,18 +13,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.catalog.repository import ItemRecord, NewItem
 from lookalike.data.sources import CatalogEntry
+from lookalike.item_vectors import embed_records
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
+INDEX_CHUNK = 4096  # items embedded and added to the index at a time (bounds the features held in memory)
 
 
 @dataclass
@@ -119,31 +120,16 @@ def reconcile(engine: Engine, progress: Progress | None = None) -> ReconcileRepo
 def index_records(
     engine: Engine, records: Sequence[ItemRecord], progress: Progress | None = None
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Embed catalog items (cached features by content hash; the rest decoded again) and add them to the index."""
-    cache = engine.featurizer.cache
+    """Embed catalog items (cached features by content hash; the rest decoded again) and add them to the index,
+    a chunk at a time."""
     unreadable: list[tuple[str, str]] = []
     added = 0
-    if cache is not None:
-        found, features = cache.get([r.content_hash for r in records])
-    else:
-        found, features = np.zeros(len(records), bool), np.zeros((len(records), 0), np.float32)
-    hits = [r for r, ok in zip(records, found, strict=True) if ok]
-    for start in range(0, len(hits), 4096):
-        chunk = hits[start : start + 4096]
-        rows = np.flatnonzero(found)[start : start + 4096]
-        engine.store.add(np.array([r.id for r in chunk]), engine.embed(features[rows]), [r.category for r in chunk])
-        added += len(chunk)
-        if progress:
-            progress(added, len(records))
-    misses = [r for r, ok in zip(records, found, strict=True) if not ok]
-    if misses:
-        log.info("%d items are not in the feature cache; decoding them again", len(misses))
-    for batch in engine.featurizer.iter_batches(misses, lambda r: Path(r.path)):
-        unreadable += [(r.path, reason) for r, reason in batch.failures]
-        if batch.items:
-            engine.store.add(np.array([r.id for r in batch.items]), engine.embed(batch.features),
-                             [r.category for r in batch.items])
-            added += len(batch.items)
+    for start in range(0, len(records), INDEX_CHUNK):
+        kept, vectors, failures = embed_records(engine, records[start : start + INDEX_CHUNK])
+        if kept:
+            engine.store.add(np.array([r.id for r in kept]), vectors, [r.category for r in kept])
+        added += len(kept)
+        unreadable += [(r.path, reason) for r, reason in failures]
         if progress:
             progress(added + len(unreadable), len(records))
     return added, unreadable

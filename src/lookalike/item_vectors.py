@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,9 +14,20 @@ from lookalike.catalog.repository import ItemRecord
 if TYPE_CHECKING:
     from lookalike.engine import Engine
 
+log = logging.getLogger(__name__)
+
 
 def item_vectors(engine: Engine, records: Sequence[ItemRecord]) -> tuple[list[ItemRecord], np.ndarray]:
     """``(records, vectors)`` in the given order, without the items whose image can no longer be read."""
+    kept, vectors, _ = embed_records(engine, records)
+    return kept, vectors
+
+
+def embed_records(
+    engine: Engine, records: Sequence[ItemRecord]
+) -> tuple[list[ItemRecord], np.ndarray, list[tuple[ItemRecord, str]]]:
+    """``(records, vectors, unreadable)``: the embeddings of the readable items in the given order, and why the
+    others could not be read."""
     cache = engine.featurizer.cache
     if cache is not None and records:
         found, features = cache.get([r.content_hash for r in records])
@@ -25,12 +37,15 @@ def item_vectors(engine: Engine, records: Sequence[ItemRecord]) -> tuple[list[It
     if found.any():
         vectors[found] = engine.embed(features[found])
     ok = found.copy()
+    unreadable: list[tuple[ItemRecord, str]] = []
     misses = [i for i in range(len(records)) if not found[i]]
     if misses:
+        log.info("%d items are not in the feature cache; decoding them again", len(misses))
         by_path = {records[i].path: i for i in misses}
         for batch in engine.featurizer.iter_batches([records[i] for i in misses], lambda r: Path(r.path)):
+            unreadable += batch.failures
             if batch.items:
                 rows = [by_path[r.path] for r in batch.items]
                 vectors[rows] = engine.embed(batch.features)
                 ok[rows] = True
-    return [r for r, good in zip(records, ok, strict=True) if good], vectors[ok]
+    return [r for r, good in zip(records, ok, strict=True) if good], vectors[ok], unreadable

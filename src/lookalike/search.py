@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lookalike.batching import BatchFn
+from lookalike.catalog.repository import ItemRecord
 from lookalike.duplicates import collapse
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
 from lookalike.item_vectors import item_vectors
@@ -101,15 +102,15 @@ class SearchService:
                 hits.append(SearchHit(record.id, len(hits) + 1, round(float(score), 6), record.category,
                                       record.path, record.item_id, record.metadata))
             if dedupe_threshold is not None:
-                hits = self._distinct(hits, dedupe_threshold, k)
+                hits = self._distinct(hits, records, dedupe_threshold, k)
             responses.append(SearchResponse(hits[:k], 0.0))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [SearchResponse(r.hits, took_ms) for r in responses]
 
-    def _distinct(self, hits: list[SearchHit], threshold: float, k: int) -> list[SearchHit]:
+    def _distinct(self, hits: list[SearchHit], records: dict[int, ItemRecord], threshold: float,
+                  k: int) -> list[SearchHit]:
         """The best ``k`` hits of which no two are ``threshold``-alike, re-ranked."""
-        records = self.engine.catalog.get_items(h.id for h in hits)
-        kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits if h.id in records])
+        kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits])
         by_id = {h.id: h for h in hits}
         chosen = [by_id[kept[i].id] for i in collapse(vectors, threshold, k)]
         return [SearchHit(h.id, rank, h.score, h.category, h.path, h.item_id, h.metadata)

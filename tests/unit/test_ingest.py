@@ -101,7 +101,7 @@ def test_changed_head_refuses_old_index_until_reindexed_from_the_cache(settings,
     monkey_decoded = fresh.featurizer.iter_batches
     fresh.featurizer.iter_batches = lambda items, path_of: calls.append(list(items)) or monkey_decoded(items, path_of)
     report = reindex(fresh)
-    assert report.added == 18 and calls == [[]]  # nothing decoded again: all from the cache
+    assert report.added == 18 and not any(calls)  # nothing decoded again: all from the cache
     fresh.close()
     reopened = open_engine(settings)
     assert reopened.store.dim == 8 and len(reopened.store) == 18
