@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 
 from lookalike.config import Settings
-from lookalike.data.sources import open_source
 from lookalike.engine import open_engine
 from lookalike.errors import IndexCorruptError
 from lookalike.index.base import IndexManifest
 from lookalike.index.faiss_store import FaissStore
-from lookalike.ingest import ingest
 
+from apiserver import ingested
 from imagegen import write_catalog, write_tiny_backbone
 
 
@@ -248,10 +247,7 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 def test_cli_and_serve_report_a_corrupt_index_clearly_and_reindex_repairs_it(tmp_path: Path, catalog_dir) -> None:
     backbone = write_tiny_backbone(tmp_path / "model")
     home = tmp_path / "home"
-    settings = Settings(home=home, backbone=backbone, _env_file=None)  # type: ignore[call-arg]
-    engine = open_engine(settings)
-    ingest(engine, open_source(catalog_dir))
-    engine.close()
+    settings = ingested(Settings(home=home, backbone=backbone, _env_file=None), catalog_dir)  # type: ignore[call-arg]
     flip_byte(current(settings.index_dir) / "index.faiss", 0.5)
     env = {**os.environ, "LOOKALIKE_HOME": str(home), "LOOKALIKE_BACKBONE": backbone, "LOOKALIKE_PORT": "1"}
     for args in (["info"], ["serve"], ["search", str(next(catalog_dir.rglob("*.png")))]):

@@ -6,24 +6,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from lookalike.api.main import create_app
 from lookalike.config import Settings
-from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
 from lookalike.evaluation.metrics import retrieval_metrics
 from lookalike.evaluation.report import write_report
-from lookalike.ingest import ingest
 
+from apiserver import ingested, running
 from imagegen import CATEGORIES, make_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,31 +53,14 @@ def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, 
     """A temporary home with the generated catalog (3 categories x 6 images) ingested."""
     settings = Settings(home=tmp_path_factory.mktemp("dashboard") / "home", models_dir=models_dir, batch_size=8,
                         checkpoint_every=8, decode_workers=2, _env_file=None)  # type: ignore[call-arg]
-    engine = open_engine(settings)
-    try:
-        ingest(engine, open_source(catalog_dir))
-    finally:
-        engine.close()
-    return settings
+    return ingested(settings, catalog_dir)
 
 
 @pytest.fixture(scope="module")
 def server(server_settings: Settings) -> Iterator[str]:
-    """The real app under uvicorn on a free port (the OS picks it), in a background thread."""
-    config = uvicorn.Config(create_app(server_settings), host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    port = uv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=15)
+    """The real app under uvicorn on a free port, in a background thread."""
+    with running(create_app(server_settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ from test_dashboard import browser, cards, page, server, shot, wait_for_images  
 from test_dashboard_feedback import record_bodies
 
 from lookalike.config import Settings
-from lookalike.data.sources import open_source
 from lookalike.engine import open_engine
-from lookalike.ingest import ingest
 
+from apiserver import ingested
 from imagegen import make_product
 
 
@@ -25,12 +24,7 @@ def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, 
     """A temporary home with the product catalog (36 products + 5 planted copies) ingested."""
     settings = Settings(home=tmp_path_factory.mktemp("dashboard-products") / "home", models_dir=models_dir,
                         batch_size=8, checkpoint_every=8, decode_workers=2, _env_file=None)  # type: ignore[call-arg]
-    engine = open_engine(settings)
-    try:
-        ingest(engine, open_source(product_catalog[0]))
-    finally:
-        engine.close()
-    return settings
+    return ingested(settings, product_catalog[0])
 
 
 def names_of(server_settings: Settings, ids: list[int]) -> list[str]:

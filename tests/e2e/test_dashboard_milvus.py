@@ -8,10 +8,8 @@ import pytest
 from test_dashboard import assert_ranked, browser, page, queries, search, server, shot  # noqa: F401 - fixtures
 
 from lookalike.config import Settings
-from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
-from lookalike.ingest import ingest
 
+from apiserver import ingested
 from imagegen import CATEGORIES
 
 
@@ -21,12 +19,7 @@ def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, 
     settings = Settings(home=tmp_path_factory.mktemp("dashboard-milvus") / "home", models_dir=models_dir,
                         batch_size=8, checkpoint_every=8, vector_store="milvus",
                         database_url=postgres.new_database(), _env_file=None)  # type: ignore[call-arg]
-    engine = open_engine(settings)
-    try:
-        ingest(engine, open_source(catalog_dir))
-    finally:
-        engine.close()
-    return settings
+    return ingested(settings, catalog_dir)
 
 
 def test_search_results_in_the_dashboard_come_from_milvus(page, queries, server_settings):  # noqa: F811

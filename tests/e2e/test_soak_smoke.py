@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 from lookalike.config import Settings
-from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
-from lookalike.ingest import ingest
 
+from apiserver import ingested
 from imagegen import write_tiny_backbone
 
 SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
@@ -21,9 +19,7 @@ SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 def test_soak_smoke_serves_every_request_without_errors(tmp_path: Path, catalog_dir: Path) -> None:
     backbone = write_tiny_backbone(tmp_path / "model")
     home = tmp_path / "home"
-    engine = open_engine(Settings(home=home, backbone=backbone, _env_file=None))  # type: ignore[call-arg]
-    ingest(engine, open_source(catalog_dir))
-    engine.close()
+    ingested(Settings(home=home, backbone=backbone, _env_file=None), catalog_dir)  # type: ignore[call-arg]
     out = tmp_path / "soak.json"
     result = subprocess.run([sys.executable, str(SOAK), "--home", str(home), "--clients", "4", "--duration", "10",
                              "--warmup", "2", "--mix", "search=0.6,add=0.2,delete=0.2", "--out", str(out)],
