@@ -113,6 +113,14 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve(home: Path, **env: str) -> Iterator[str]:
     """A real `lookalike serve` over ``home`` on a free port; yields its base URL."""
+    with server_process(home, **env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def server_process(home: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `lookalike serve` over ``home`` (``env`` gives settings: ``api_token="..."`` is
+    ``LOOKALIKE_API_TOKEN``); yields its base URL and its process."""
     port = free_port()
     environment = {**os.environ, "LOOKALIKE_HOME": str(home), **{f"LOOKALIKE_{k.upper()}": v for k, v in env.items()}}
     server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
@@ -130,7 +138,7 @@ def serve(home: Path, **env: str) -> Iterator[str]:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.3)
-        yield base
+        yield base, server
     finally:
         server.terminate()
         try:

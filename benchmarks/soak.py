@@ -15,30 +15,20 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx2 as httpx
 import numpy as np
+from common import server_process
 from PIL import Image
 
 from lookalike.catalog.repository import Catalog
 
 OPERATIONS = ("search", "add", "delete")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -137,29 +127,10 @@ def client(number: int, base: str, token: str, images: list[tuple[str | None, Im
             recorder.record(operation, time.perf_counter() - started, ok, detail)
 
 
-def wait_for(base: str, server: subprocess.Popen[bytes], timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            urllib.request.urlopen(f"{base}/api/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the server did not come up")
-
-
 def run(home: Path, clients: int, duration: float, mix: dict[str, float], warmup: float) -> dict[str, object]:
-    port = free_port()
     token = secrets.token_urlsafe(24)
-    env = {**os.environ, "LOOKALIKE_HOME": str(home), "LOOKALIKE_API_TOKEN": token}
     images = catalog_images(home, 200)
-    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(base, server)
+    with server_process(home, api_token=token) as (base, server):
         rss_ready = rss_bytes(server.pid)
         items_before = httpx.get(f"{base}/api/health").json()["items"]
         recorder = Recorder()
@@ -192,9 +163,6 @@ def run(home: Path, clients: int, duration: float, mix: dict[str, float], warmup
             "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2), "warmup_s": warmup,
             "error_examples": recorder.examples,
         }
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 def main() -> None:
