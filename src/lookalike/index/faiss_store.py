@@ -50,6 +50,7 @@ class FaissStore:
         self._index = self._new_index(key)
         self._codes = np.full(0, ABSENT, np.int16)  # id -> category code, ABSENT, or NO_CATEGORY
         self._categories: list[str] = []
+        self._size: int | None = None  # len(self), derived from _codes; None after a change
         self._tombstones: set[int] = set()
         self._by_category: dict[int, np.ndarray] = {}
         self.dirty = False
@@ -67,7 +68,10 @@ class FaissStore:
         return not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
 
     def __len__(self) -> int:
-        return int(np.count_nonzero(self._codes != ABSENT))
+        """Items present (asked on every search, so counted once per change rather than per call)."""
+        if self._size is None:
+            self._size = int(np.count_nonzero(self._codes != ABSENT))
+        return self._size
 
     def ids(self) -> np.ndarray:
         return np.flatnonzero(self._codes != ABSENT).astype(np.int64)
@@ -95,6 +99,7 @@ class FaissStore:
             self._index.add_with_ids(vectors, ids)
             self._codes[ids] = [self._code(c) for c in categories]
             self._by_category.clear()
+            self._size = None
             self.dirty = True
 
     def _grow(self, size: int) -> None:
@@ -116,6 +121,7 @@ class FaissStore:
                 self._tombstones.update(ids.tolist())
             self._codes[ids] = ABSENT
             self._by_category.clear()
+            self._size = None
             self.dirty = True
             return len(ids)
 
