@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
@@ -157,3 +158,17 @@ def test_oversized_upload_is_refused_with_413(api_settings, catalog_dir):
     with TestClient(create_app(small)) as client:
         response = client.post("/api/search", files={"file": ("big.jpg", b"\xff" * 200_000, "image/jpeg")})
         assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def test_concurrent_requests_for_one_new_thumbnail_all_get_it(client):
+    """Each request writing the thumbnail uses its own temporary file, so racing ones never fail."""
+    item = search(client, jpeg("checks", 310), k="1").json()["results"][0]["id"]
+    for round_ in range(3):
+        thumbs = client.app.state.lookalike.settings.home / "thumbs"
+        for old in thumbs.glob("*"):
+            old.unlink()
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: client.get(f"/api/items/{item}/image?size=thumb"), range(16)))
+        assert [r.status_code for r in responses] == [200] * 16, round_
+        assert all(r.content[:2] == b"\xff\xd8" for r in responses)
+        assert [p.name for p in thumbs.iterdir() if p.name.startswith(".")] == []  # no temporary file left

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -62,9 +64,13 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
     thumb = state.settings.home / "thumbs" / f"{record.content_hash}-{THUMB_SIZE}.jpg"
     if not thumb.is_file():
         thumb.parent.mkdir(parents=True, exist_ok=True)
-        tmp = thumb.with_name(f".{thumb.name}.tmp")
-        tmp.write_bytes(thumbnail_jpeg(path, THUMB_SIZE))
-        tmp.replace(thumb)
+        data = thumbnail_jpeg(path, THUMB_SIZE)
+        # a temporary file of its own: concurrent requests for one thumbnail (or for copies sharing its content
+        # hash) each write theirs, and the last rename wins
+        handle, tmp = tempfile.mkstemp(prefix=f".{thumb.name}.", suffix=".tmp", dir=thumb.parent)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, thumb)
     return FileResponse(thumb, media_type="image/jpeg", headers=headers)
 
 
