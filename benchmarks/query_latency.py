@@ -1,10 +1,14 @@
 """End-to-end latency of POST /api/search (JPEG upload to JSON) and throughput under concurrent load.
 
-    python benchmarks/query_latency.py --home ~/.lookalike --requests 500 --clients 32 --seconds 30
+    python benchmarks/query_latency.py --home ~/.lookalike --requests 500 --clients 32 --seconds 30 --rate 150
 
-Starts a real `lookalike serve` over an ingested home, then (1) sends ``--requests`` searches one at a time and
-reports p50/p95/p99, and (2) runs ``--clients`` concurrent clients for ``--seconds`` with server-side query
-micro-batching on and off, side by side, reporting queries/s, latency percentiles and errors.
+Starts a real `lookalike serve` over an ingested home, then
+1. sends ``--requests`` searches one at a time and reports p50/p95/p99;
+2. closed loop: ``--clients`` clients search back to back for ``--seconds`` (the server's capacity), with
+   server-side query micro-batching on and off, and with ``--workers`` server processes;
+3. open loop: searches arrive at ``--rate`` per second (Poisson arrivals, fixed seed) for ``--seconds`` whatever
+   the server's pace, on one server process and on ``--workers``; each latency counts from the request's arrival,
+   so time spent waiting for a free connection is charged to the server (no coordinated omission).
 Clients use keep-alive connections and pre-built request bodies, so the client costs little CPU.
 """
 
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import queue
+import random
 import threading
 import time
 from pathlib import Path
@@ -91,23 +97,76 @@ def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: fl
             "queries_per_s": round(len(timings) / elapsed, 1), **percentiles(timings)}
 
 
+def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds: float,
+              connections: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Searches arriving at ``rate`` per second for ``seconds`` (Poisson), sent over up to ``connections``
+    keep-alive connections; latency runs from each arrival to its response."""
+    rng = random.Random(seed)
+    arrivals: list[float] = []
+    at = rng.expovariate(rate)
+    while at < seconds:
+        arrivals.append(at)
+        at += rng.expovariate(rate)
+    pending: queue.SimpleQueue[tuple[float, int] | None] = queue.SimpleQueue()
+    timings: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def sender() -> None:
+        client = Client(base)
+        while (job := pending.get()) is not None:
+            arrived, i = job
+            try:
+                _, status = client.search(*requests[i % len(requests)])
+            except (OSError, http.client.HTTPException):
+                client, status = Client(base), 0
+            elapsed = (time.perf_counter() - arrived) * 1000
+            with lock:
+                timings.append(elapsed)
+                errors[0] += status != 200
+
+    threads = [threading.Thread(target=sender) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    for i, offset in enumerate(arrivals):
+        delay = started + offset - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        pending.put((started + offset, i))
+    for _ in threads:
+        pending.put(None)
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {"rate": rate, "seconds": round(elapsed, 1), "connections": connections, "requests": len(timings),
+            "errors": errors[0], "queries_per_s": round(len(timings) / elapsed, 1), **percentiles(timings)}
+
+
 def catalog_size(base: str) -> int:
     client = Client(base)
     client.connection.request("GET", "/api/stats")
     return int(json.loads(client.connection.getresponse().read())["items"])
 
 
-def run(home: Path, requests: int, clients: int, seconds: float, k: int = 5) -> dict[str, Any]:
+def run(home: Path, requests: int, clients: int, seconds: float, k: int = 5, rate: float = 0,
+        workers: int = 2) -> dict[str, Any]:
+    """Sequential latency, then (``clients``) closed-loop load with batching on/off and with ``workers``
+    processes, then (``rate``) open-loop load on one process and on ``workers``."""
     request_bodies = bodies(max(requests, 50), k)
     result: dict[str, Any] = {"home": str(home), "k": k}
-    for batching in ("true", "false"):
-        with serve(home, query_batching=batching) as base:
+    setups = [("batching_on", {"query_batching": "true"}), ("batching_off", {"query_batching": "false"}),
+              (f"workers_{workers}", {"workers": str(workers)})]
+    for name, env in setups if clients or rate else setups[:1]:
+        with serve(home, **env) as base:
             result["catalog_items"] = catalog_size(base)
-            if batching == "true":
+            if name == "batching_on":
                 result["sequential"] = sequential(base, request_bodies[:requests])
             if clients:
-                result[f"load_batching_{'on' if batching == 'true' else 'off'}"] = load(
-                    base, request_bodies, clients, seconds)
+                load(base, request_bodies, clients, min(5.0, seconds))  # warm-up: every worker's first passes
+                result[f"load_{name}"] = load(base, request_bodies, clients, seconds)
+            if rate and name != "batching_off":
+                result[f"open_loop_{name}"] = open_loop(base, request_bodies, rate, seconds)
     return result
 
 
@@ -117,9 +176,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=150, help="Open-loop arrivals per second (0: skip).")
+    parser.add_argument("--workers", type=int, default=2, help="Server processes of the multi-process runs.")
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
-    print(json.dumps(run(args.home, args.requests, args.clients, args.seconds, args.k), indent=2))
+    print(json.dumps(run(args.home, args.requests, args.clients, args.seconds, args.k, args.rate, args.workers),
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -497,9 +498,13 @@ def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default LOOKALIKE_HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default LOOKALIKE_PORT, 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Server processes (default LOOKALIKE_WORKERS, "
+                                                "1); one per core gets the most queries per second.")] = None,
 ) -> None:
     """Serve the REST API and the dashboard."""
     settings = get_settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     _serve(settings, host or settings.host, port or settings.port)
 
 
@@ -507,12 +512,25 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from lookalike.api.main import create_app
+    from lookalike.api.state import AppState
     from lookalike.engine import open_engine
 
+    if settings.workers > 1 and settings.vector_store == "milvus" and "://" not in settings.resolved_milvus_uri:
+        raise _fail("several workers cannot share a Milvus Lite file; use a Milvus server "
+                    "(LOOKALIKE_MILVUS_URI=http://...) or the FAISS store", 2)
     with _errors():
-        application = create_app(settings, open_engine(settings))  # a corrupt index is reported here, not traced
-        out.print(f"Lookalike dashboard: http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        engine = open_engine(settings)  # a corrupt index is reported here, not traced
+        banner = f"Lookalike dashboard: http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
+        if settings.workers == 1:
+            application = create_app(settings, engine)
+            out.print(banner)
+            uvicorn.run(application, host=host, port=port, log_level="warning")
+            return
+        AppState.open(settings, engine).close()  # reconciled and calibrated once, before the workers start
+    os.environ["LOOKALIKE_WORKERS"] = str(settings.workers)
+    out.print(f"{banner}, {settings.workers} workers")
+    uvicorn.run("lookalike.api.main:worker_app", factory=True, workers=settings.workers, host=host, port=port,
+                log_level="warning")
 
 
 # --- demo ---------------------------------------------------------------------------------------

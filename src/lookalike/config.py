@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="Bearer token for catalog changes; unset = read-only.")
     max_upload_mb: float = Field(10.0, gt=0, description="Largest accepted upload.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")
+    workers: int = Field(
+        1, ge=1, le=64, description="Server processes. More than one gets past Python's one-core limit on request "
+        "handling; each loads the index and reloads it when another one saves a change."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

@@ -25,7 +25,9 @@ def test_quick_suite_measures_every_stage_and_writes_markdown(tmp_path: Path, mo
 
     latency = json.loads((tmp_path / "results" / "latency.json").read_text())
     assert latency["demo"]["sequential"]["errors"] == 0 and latency["demo"]["sequential"]["requests"] == 20
-    assert latency["demo"]["load_batching_on"]["errors"] == 0 and latency["demo"]["load_batching_on"]["requests"] > 0
+    for run in ("load_batching_on", "load_batching_off", "load_workers_2", "open_loop_batching_on",
+                "open_loop_workers_2"):
+        assert latency["demo"][run]["errors"] == 0 and latency["demo"][run]["requests"] > 0, run
     assert latency["scaled"]["catalog_items"] == 2000 and latency["scaled"]["sequential"]["errors"] == 0
 
     rows = json.loads((tmp_path / "results" / "scale.json").read_text())["rows"]
@@ -39,3 +41,4 @@ def test_quick_suite_measures_every_stage_and_writes_markdown(tmp_path: Path, mo
     assert text.count("<!-- speed-suite:begin -->") == 1
     assert re.search(r"\| 2,000 items \| 20 \| [\d.]+ \|", text)
     assert "micro-batching on" in text and "Ingest / bare backbone" in text
+    assert "2 processes (`--workers 2`)" in text and "Open loop" in text

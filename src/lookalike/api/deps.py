@@ -14,14 +14,20 @@ from lookalike.api.state import AppState
 bearer = HTTPBearer(auto_error=False, description="LOOKALIKE_API_TOKEN, for catalog changes")
 
 
-def get_state(request: Request) -> AppState:
-    return request.app.state.lookalike  # type: ignore[no-any-return]
+async def get_state(request: Request) -> AppState:
+    """The running state, first brought up to date with what another process saved (a cheap check unless it
+    did). Dependencies here are ``async``: FastAPI would run plain ones in a thread, a hop per request."""
+    state: AppState = request.app.state.lookalike
+    state.engine.store.refresh()
+    return state
 
 
 State = Annotated[AppState, Depends(get_state)]
 
 
-def require_token(state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+async def require_token(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
     """401 without a token, 403 with a wrong one (compared in constant time), 403 when writes are disabled."""
     expected = state.settings.api_token
     if expected is None or not expected.get_secret_value():
@@ -40,7 +46,7 @@ SHOPPER_COOKIE = "lookalike_shopper"
 SHOPPER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def get_shopper(
+async def get_shopper(
     x_shopper_id: Annotated[str | None, Header(description="An opaque shopper id (no account needed).")] = None,
     lookalike_shopper: Annotated[str | None, Cookie(description="The dashboard's shopper id.")] = None,
 ) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -69,9 +70,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None, *, reconcile: bool = True) -> FastAPI:
     """The application; ``settings`` default to the environment's; ``engine`` (already opened, e.g. so the CLI
-    can report a corrupt index before serving) is opened in the lifespan when not given."""
+    can report a corrupt index before serving) is opened in the lifespan when not given, and then reconciled
+    with the catalog unless ``reconcile`` is False."""
     settings = settings or get_settings()
     prepared = engine
 
@@ -79,7 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.search_threads:
             limit_native_threads(settings.search_threads)
-        engine = prepared or open_engine(settings)
+        engine = prepared or open_engine(settings, reconcile=reconcile)
         state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)
         try:
@@ -120,3 +122,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
+
+
+def worker_app() -> FastAPI:
+    """The application of one of ``settings.workers`` server processes (uvicorn's factory). The parent process
+    opened, reconciled and calibrated the home before starting them; ONNX Runtime's threads are shared out."""
+    settings = get_settings()
+    if settings.onnx_threads == 0:
+        settings = settings.model_copy(update={"onnx_threads": max(1, (os.cpu_count() or 1) // settings.workers)})
+    return create_app(settings, reconcile=False)

@@ -95,6 +95,7 @@ class Health(BaseModel):
     status: str
     items: int
     model_version: str
+    worker: int = Field(description="Process id of the server worker that answered.")
 
 
 class DuplicateCalibration(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,7 @@ from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
 from lookalike.duplicates import DuplicateGroup, DuplicateThreshold, find_duplicates, load_or_calibrate_threshold
 from lookalike.engine import Engine
+from lookalike.locking import WriteLock
 from lookalike.search import SearchService
 from lookalike.taste import TasteProfiles
 
@@ -22,7 +25,7 @@ class AppState:
     engine: Engine
     service: SearchService
     confidence: ConfidenceModel
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    write_lock: WriteLock
     started: float = field(default_factory=time.time)
     map_lock: threading.Lock = field(default_factory=threading.Lock)
     embedding_map: dict[str, Any] | None = None
@@ -35,7 +38,15 @@ class AppState:
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         batcher = MicroBatcher(engine.embed_inputs, settings.batch_size) if settings.query_batching else None
-        return cls(settings, engine, SearchService(engine, batcher), confidence, batcher=batcher)
+        return cls(settings, engine, SearchService(engine, batcher), confidence,
+                   WriteLock(settings.home / "write.lock"), batcher=batcher)
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """A catalog change: other threads and server workers wait, and it starts from the latest saved index."""
+        with self.write_lock:
+            self.engine.store.refresh()
+            yield
 
     def close(self) -> None:
         if self.batcher is not None:

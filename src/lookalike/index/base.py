@@ -82,6 +82,12 @@ class VectorStore(Protocol):
     def save(self) -> None:
         """Persist durably and atomically (a crash leaves the previous version loadable)."""
 
+    def refresh(self) -> bool:
+        """Pick up what another process saved since this one last loaded or saved; True when it did.
+
+        Cheap when nothing changed (FAISS: one ``stat``); a store shared through a server (Milvus) has nothing to
+        pick up. Unsaved changes of this process are never discarded."""
+
     def optimize(self, memory_budget_bytes: int) -> IndexChoice:
         """Bring the index to the type that suits its size (after a bulk load); returns what it is now."""
 

@@ -15,10 +15,16 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lookalike.errors import IndexCorruptError
+from lookalike.errors import IndexCorruptError, ModelMismatchError
 from lookalike.index.base import FORMAT_VERSION, IndexManifest, checked_batch
 from lookalike.index.choose import IndexChoice, choose_index
-from lookalike.index.snapshot import REBUILD_HINT, current_generation, read_current, write_generation
+from lookalike.index.snapshot import (
+    REBUILD_HINT,
+    current_generation,
+    pointer_stamp,
+    read_current,
+    write_generation,
+)
 from lookalike.threads import apply_to_current_thread
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,7 @@ class FaissStore:
         self._size: int | None = None  # len(self), derived from _codes; None after a change
         self._tombstones: set[int] = set()
         self._by_category: dict[int, np.ndarray] = {}
+        self._stamp: str | None = None  # the saved generation this store holds (see refresh)
         self.dirty = False
 
     # --- building -----------------------------------------------------------------------------
@@ -254,7 +261,28 @@ class FaissStore:
                     "categories": self._categories,
                 },
             )
+            self._stamp = pointer_stamp(self.directory)
             self.dirty = False
+
+    def refresh(self) -> bool:
+        """Reload when another process (a server worker, `lookalike ingest`) saved a newer generation. A failed
+        reload (say, the generation was replaced again while being read) keeps what is loaded, for the next call."""
+        stamp = pointer_stamp(self.directory)
+        if stamp is None or stamp == self._stamp or self.dirty:
+            return False
+        with self._lock:
+            if self.dirty or pointer_stamp(self.directory) == self._stamp:
+                return False
+            try:
+                saved = FaissStore.load(self.directory, self.manifest)
+            except (IndexCorruptError, ModelMismatchError) as exc:
+                log.warning("kept the loaded index; cannot reload %s: %s", self.directory, exc)
+                return False
+            self._index, self._codes, self._tombstones = saved._index, saved._codes, saved._tombstones
+            self._categories, self.key, self._stamp = saved._categories, saved.key, saved._stamp
+            self._by_category.clear()
+            self._size = None
+            return True
 
     @classmethod
     def exists(cls, directory: Path) -> bool:
@@ -263,6 +291,7 @@ class FaissStore:
     @classmethod
     def load(cls, directory: Path, expected: IndexManifest) -> FaissStore:
         """Load the current generation; refuses one built by another model, or corrupt files."""
+        stamp = pointer_stamp(directory)  # before reading: a save meanwhile makes the next refresh reload
         current = read_current(directory)
         if current is None:
             raise IndexCorruptError(f"no index saved in {directory}")
@@ -281,6 +310,7 @@ class FaissStore:
             raise IndexCorruptError(f"cannot read index in {folder}: {exc}; {REBUILD_HINT}") from None
         if store._index.d != expected.dim or len(store) != data.get("count"):
             raise IndexCorruptError(f"index in {folder} disagrees with its manifest: {REBUILD_HINT}")
+        store._stamp = stamp
         return store
 
     def close(self) -> None:

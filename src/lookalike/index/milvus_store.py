@@ -224,6 +224,11 @@ class MilvusStore:
                 self._unflushed = 0
             self.dirty = False
 
+    def refresh(self) -> bool:
+        """Searches go to Milvus itself; only this process's id and category counts could lag behind another
+        writer's (see docs/SCALING.md)."""
+        return False
+
     def optimize(self, memory_budget_bytes: int) -> IndexChoice:
         """Milvus builds its index per segment as data arrives; this rebuilds it only when the configured
         type differs from the collection's (the memory budget is the Milvus server's to manage)."""

@@ -67,6 +67,15 @@ def write_generation(root: Path, writers: dict[str, Callable[[Path], None]], man
     return final
 
 
+def pointer_stamp(root: Path) -> str | None:
+    """Names the saved generation, cheaply (one small read): the text of ``CURRENT``, unique per save since
+    generation numbers only grow; None when nothing was saved or it cannot be read now."""
+    try:
+        return (root / CURRENT).read_bytes().decode("ascii", "replace")
+    except OSError:
+        return None
+
+
 def current_generation(root: Path) -> Path | None:
     """The folder ``CURRENT`` points to, or None when nothing was ever saved."""
     return _read_pointer(root)[0]

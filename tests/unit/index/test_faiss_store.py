@@ -169,3 +169,38 @@ def test_range_search_returns_everything_at_or_above_the_score(tmp_path, key):
     store.remove(np.array([500]))
     assert store.range_search(x[:1], exact)[0][1].tolist() == [1]  # deleted (or tombstoned) ids never return
     assert len(store.range_search(np.zeros((0, DIM), np.float32), 0.9)) == 0
+
+
+def test_refresh_picks_up_what_another_process_saved(tmp_path):
+    writer, data = filled(tmp_path / "idx")
+    writer.save()
+    reader = FaissStore.load(tmp_path / "idx", MANIFEST)
+    assert not reader.refresh()  # nothing new: a no-op
+    writer.add(np.array([500]), data[:1] * -1, ["new"])
+    writer.remove(np.array([3]))
+    writer.save()
+    assert reader.search(-data[:1], 1)[1][0, 0] != 500
+    assert reader.refresh()
+    assert reader.search(-data[:1], 1)[1][0, 0] == 500
+    assert 3 not in reader.ids() and len(reader) == len(writer)
+    assert reader.category_counts() == writer.category_counts()
+    assert not reader.refresh()
+
+
+def test_refresh_never_discards_unsaved_changes_or_a_good_index(tmp_path):
+    writer, data = filled(tmp_path / "idx")
+    writer.save()
+    reader = FaissStore.load(tmp_path / "idx", MANIFEST)
+    reader.add(np.array([700]), data[:1], ["mine"])  # unsaved in the reader
+    writer.remove(np.array([1]))
+    writer.save()
+    assert not reader.refresh() and 700 in reader.ids()
+    reader.save()  # its own save: nothing to pick up afterwards
+    assert not reader.refresh()
+    writer.remove(np.array([2]))
+    writer.save()
+    current = snapshot.current_generation(tmp_path / "idx")
+    assert current is not None
+    (current / "index.faiss").write_bytes(b"damaged")
+    assert not reader.refresh()  # a damaged generation is not loaded; what was loaded stays
+    assert 700 in reader.ids() and len(reader.search(data[:1], 5)[1][0]) == 5

@@ -122,7 +122,7 @@ def add_items(
         entries.append(CatalogEntry(path, category or None, item_id or None, {"filename": name, **extra}))
     if not entries:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "; ".join(f"{f['file']}: {f['reason']}" for f in failures))
-    with state.write_lock:
+    with state.changing():
         report = ingest(state.engine, entries)
     failures += [{"file": Path(p).name, "reason": r} for p, r in report.failures]
     added = state.engine.catalog.known_paths(str(e.path) for e in entries)
@@ -133,7 +133,7 @@ def add_items(
 @router.delete("/{item}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess])
 def delete_item(state: State, item: ItemId) -> Response:
     """Remove an item; it is gone from search results as soon as this returns."""
-    with state.write_lock:
+    with state.changing():
         _record(state, item)
         # Index first: a search meanwhile must not get an id whose record is gone (it would return fewer than k).
         state.engine.store.remove(np.array([item]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -21,7 +22,8 @@ REPORT_FILES = {"report.json", "report.md", "confusion.png", "per_category.png",
 
 @router.get("/health", response_model=Health)
 def health(state: State) -> Health:
-    return Health(status="ok", items=len(state.engine.store), model_version=state.engine.model_version)
+    return Health(status="ok", items=len(state.engine.store), model_version=state.engine.model_version,
+                  worker=os.getpid())
 
 
 @router.get("/stats", response_model=Stats)

@@ -1,0 +1,116 @@
+"""`lookalike serve --workers 2`: several processes answer, and a change made through one is seen by all."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from apiserver import TOKEN, ingested
+from imagegen import make_image
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def jpeg(category: str, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    make_image(category, seed).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def two_workers(settings, catalog_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    ingested(settings.model_copy(update={"api_token": SecretStr(TOKEN)}), catalog_dir)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "LOOKALIKE_HOME": str(settings.home), "LOOKALIKE_MODELS_DIR": str(settings.models_dir),
+           "LOOKALIKE_API_TOKEN": TOKEN, "LOOKALIKE_BATCH_SIZE": "8"}
+    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def one_client_per_worker(base: str, workers: int) -> dict[int, httpx.Client]:
+    """Keep-alive clients, one bound to each worker process (a connection stays with the worker that took it)."""
+    clients: dict[int, httpx.Client] = {}
+    for _ in range(200):
+        client = httpx.Client(base_url=base, timeout=30)
+        pid = client.get("/api/health").json()["worker"]
+        if pid in clients:
+            client.close()
+        else:
+            clients[pid] = client
+        if len(clients) == workers:
+            return clients
+    raise AssertionError(f"only {len(clients)} of {workers} workers answered 200 new connections")
+
+
+def search(client: httpx.Client, data: bytes) -> list[int]:
+    response = client.post("/api/search", files={"file": ("q.jpg", data, "image/jpeg")}, data={"k": "3"})
+    assert response.status_code == 200, response.text
+    return [r["id"] for r in response.json()["results"]]
+
+
+def test_every_worker_sees_a_change_made_through_another(two_workers) -> None:
+    base, server = two_workers
+    clients = one_client_per_worker(base, 2)
+    children = set(map(int, Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()))
+    assert set(clients) <= children, "the answering processes are the server's workers"
+    (first, writer), (_, other) = clients.items()
+    before = writer.get("/api/health").json()["items"]
+    query = jpeg("circles", 4242)
+
+    added = writer.post("/api/items", headers=AUTH, data={"category": "circles"},
+                        files=[("files", ("new.jpg", query, "image/jpeg"))])
+    assert added.status_code == 201, added.text
+    new = added.json()["items"][0]["id"]
+    for pid, client in clients.items():
+        assert search(client, query)[0] == new, f"worker {pid} does not find the item another worker added"
+        assert client.get("/api/health").json()["items"] == before + 1
+
+    assert other.delete(f"/api/items/{new}", headers=AUTH).status_code == 204
+    for pid, client in clients.items():
+        assert new not in search(client, query), f"worker {pid} still returns an item deleted through another"
+        assert client.get("/api/health").json()["items"] == before
+
+    again = writer.post("/api/items", headers=AUTH,
+                        files=[("files", ("again.jpg", jpeg("stripes", 4343), "image/jpeg"))])
+    assert again.status_code == 201  # the writer started from the other worker's save, so nothing was lost
+    assert all(client.get("/api/health").json()["items"] == before + 1 for client in clients.values())
+    assert first in children
+    for client in clients.values():
+        client.close()
+
+
+def test_several_workers_refuse_a_milvus_lite_file(settings) -> None:
+    env = {**os.environ, "LOOKALIKE_HOME": str(settings.home), "LOOKALIKE_MODELS_DIR": str(settings.models_dir),
+           "LOOKALIKE_VECTOR_STORE": "milvus"}
+    result = subprocess.run([sys.executable, "-m", "lookalike.cli", "serve", "--workers", "2"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Milvus Lite" in result.stderr
