@@ -2,39 +2,52 @@
 
 A single worker thread runs ``fn`` on everything queued at the moment it becomes free, so a lone request
 never waits for company (no added latency when idle), while under concurrent load the requests that arrive
-during one backbone pass form the next batch. Batched inference is about twice as fast per image as one image
-at a time on CPU, which is what lets a 2-core server sustain hundreds of queries per second.
+during one call form the next batch. The server batches two things this way: backbone passes (about twice as
+fast per image in a batch on CPU) and exact index searches (a batch reads the stored vectors from memory once
+instead of once per query: on this 2-core machine, 60,000 vectors cost about 7 ms per query alone and under
+1 ms each in a batch of 8, caches cold). Only submissions with the same ``key`` share a call.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 
+Out = TypeVar("Out")  # an array, or a tuple of arrays, with a row per input row
 BatchFn = Callable[[np.ndarray], np.ndarray]
+_Entry = tuple[np.ndarray, Hashable, "Future[Out]"]
 
 
-class MicroBatcher:
-    """Calls ``fn`` (rows in -> rows out) on the concatenation of concurrent submissions, up to ``max_batch`` rows."""
+class MicroBatcher(Generic[Out]):
+    """Calls ``fn(rows, key)`` on the concatenated rows of concurrent submissions with the same ``key``, up to
+    ``max_batch`` rows; ``fn`` returns one array, or a tuple of arrays, with a row per input row."""
 
-    def __init__(self, fn: BatchFn, max_batch: int = 32) -> None:
-        self._fn = fn
+    def __init__(self, fn: Callable[[np.ndarray, Hashable], Out], max_batch: int = 32,
+                 name: str = "lookalike-batcher") -> None:
+        self._fn: Callable[[np.ndarray, Hashable], Out] = fn
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[np.ndarray, Future[np.ndarray]] | None] = queue.SimpleQueue()
-        self._worker = threading.Thread(target=self._run, name="lookalike-batcher", daemon=True)
+        self._queue: queue.SimpleQueue[_Entry[Out] | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._closed = False
         self._worker.start()
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        """``fn(rows)``, computed together with whatever else is waiting; re-raises ``fn``'s error."""
+    @classmethod
+    def of(cls, fn: BatchFn, max_batch: int = 32, name: str = "lookalike-batcher") -> MicroBatcher[np.ndarray]:
+        """A batcher of a plain rows -> rows function (every call shares one key)."""
+        return MicroBatcher(lambda rows, _: fn(rows), max_batch, name)
+
+    def __call__(self, rows: np.ndarray, key: Hashable = None) -> Out:
+        """``fn(rows, key)``, computed together with whatever else is waiting; re-raises ``fn``'s error."""
         if self._closed:
             raise RuntimeError("the batcher is closed")
-        future: Future[np.ndarray] = Future()
-        self._queue.put((rows, future))
+        future: Future[Out] = Future()
+        self._queue.put((rows, key, future))
         return future.result()
 
     def close(self) -> None:
@@ -44,37 +57,48 @@ class MicroBatcher:
         self._worker.join()
 
     def _run(self) -> None:
-        pending: tuple[np.ndarray, Future[np.ndarray]] | None = None
+        waiting: deque[_Entry[Out]] = deque()  # taken from the queue with another key, for a later batch
+        stopping = False
         while True:
-            first = pending or self._queue.get()
-            pending = None
-            if first is None:
+            if waiting:
+                first = waiting.popleft()
+            elif stopping or (entry := self._queue.get()) is None:
                 return
-            batch = [first]
-            size = len(first[0])
-            while size < self._max_batch:
+            else:
+                first = entry
+            batch, size = [first], len(first[0])
+            later: deque[_Entry[Out]] = deque()
+            for entry in waiting:  # earlier arrivals first
+                if entry[1] == first[1] and size + len(entry[0]) <= self._max_batch:
+                    batch.append(entry)
+                    size += len(entry[0])
+                else:
+                    later.append(entry)
+            waiting = later
+            while size < self._max_batch and not stopping:
                 try:
                     entry = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if entry is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                if size + len(entry[0]) > self._max_batch:
-                    pending = entry
-                    break
-                batch.append(entry)
-                size += len(entry[0])
+                    stopping = True  # finish what was submitted, then stop
+                elif entry[1] == first[1] and size + len(entry[0]) <= self._max_batch:
+                    batch.append(entry)
+                    size += len(entry[0])
+                else:
+                    waiting.append(entry)
             self._execute(batch)
 
-    def _execute(self, batch: list[tuple[np.ndarray, Future[np.ndarray]]]) -> None:
+    def _execute(self, batch: list[_Entry[Out]]) -> None:
         try:
-            out = self._fn(np.concatenate([rows for rows, _ in batch]))
+            out = self._fn(np.concatenate([rows for rows, _, _ in batch]), batch[0][1])
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of this batch
-            for _, future in batch:
+            for _, _, future in batch:
                 future.set_exception(exc)
             return
         start = 0
-        for rows, future in batch:
-            future.set_result(out[start : start + len(rows)])
-            start += len(rows)
+        for rows, _, future in batch:
+            end = start + len(rows)
+            rows_of = out[start:end] if isinstance(out, np.ndarray) else tuple(o[start:end] for o in out)  # type: ignore[attr-defined]
+            future.set_result(cast(Out, rows_of))
+            start = end

@@ -6,7 +6,7 @@ Used alike by the CLI and the API.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,8 @@ from lookalike.item_vectors import item_vectors
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
+
+StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.ndarray]]  # queries, k, category
 
 MAX_K = 1000
 DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
@@ -55,11 +57,14 @@ class SearchResponse:
 class SearchService:
     """Nearest catalog items for query images, vectors or catalog items."""
 
-    def __init__(self, engine: Engine, embed_inputs: BatchFn | None = None) -> None:
-        """``embed_inputs`` (backbone inputs -> embeddings) replaces the direct backbone + head call, e.g. with
-        a :class:`~lookalike.batching.MicroBatcher` that shares backbone passes between concurrent queries."""
+    def __init__(self, engine: Engine, embed_inputs: BatchFn | None = None,
+                 search_store: StoreSearch | None = None) -> None:
+        """``embed_inputs`` (backbone inputs -> embeddings) and ``search_store`` (queries, k, category -> scores,
+        ids) replace the direct backbone + head and index calls, e.g. with :class:`~lookalike.batching.MicroBatcher`
+        instances that share backbone passes and index scans between concurrent queries."""
         self.engine = engine
         self._embed_inputs = embed_inputs or engine.embed_inputs
+        self._search_store = search_store or engine.store.search
 
     def _check(self, k: int) -> None:
         if not 1 <= k <= MAX_K:
@@ -90,7 +95,7 @@ class SearchService:
         started = started if started is not None else time.perf_counter()
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
         fetch = k * DEDUPE_CANDIDATES + 10 if dedupe_threshold is not None else k
-        scores, ids = self.engine.store.search(vectors, fetch + extra, category)
+        scores, ids = self._search_store(vectors, fetch + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
         responses = []
         for row_scores, row_ids in zip(scores, ids, strict=True):

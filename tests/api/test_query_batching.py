@@ -1,4 +1,4 @@
-"""Concurrent searches share backbone passes and still get exactly their own results."""
+"""Concurrent searches share backbone passes and index scans and still get exactly their own results."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ def test_concurrent_searches_match_sequential_ones(client, query_dir):
     queries = sorted(query_dir.rglob("*.jpg"))
     assert len(queries) >= 4
     sequential = [_search(client, q) for q in queries]
-    batcher = client.app.state.lookalike.batcher
-    assert batcher is not None  # batching is on by default
+    assert len(client.app.state.lookalike.batchers) == 2  # backbone and index batching are on by default
     with ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(lambda q: _search(client, q), queries * 3))
     assert concurrent == sequential * 3

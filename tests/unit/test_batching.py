@@ -28,7 +28,7 @@ class SlowDouble:
 
 def test_concurrent_callers_share_calls_and_get_their_own_rows() -> None:
     fn = SlowDouble()
-    batcher = MicroBatcher(fn, max_batch=8)
+    batcher = MicroBatcher.of(fn, max_batch=8)
     inputs = [np.full((1 + i % 2, 3), i, np.float32) for i in range(40)]
     with ThreadPoolExecutor(16) as pool:
         outputs = list(pool.map(batcher, inputs))
@@ -42,7 +42,7 @@ def test_concurrent_callers_share_calls_and_get_their_own_rows() -> None:
 
 def test_a_lone_call_runs_at_once() -> None:
     fn = SlowDouble()
-    batcher = MicroBatcher(fn)
+    batcher = MicroBatcher.of(fn)
     out = batcher(np.ones((2, 3), np.float32))
     batcher.close()
     assert fn.batch_sizes == [2]
@@ -56,10 +56,32 @@ def test_an_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on() ->
             raise ValueError("negative input")
         return rows
 
-    batcher = MicroBatcher(fail_on_negative)
+    batcher = MicroBatcher.of(fail_on_negative)
     with pytest.raises(ValueError, match="negative input"):
         batcher(-np.ones((1, 2), np.float32))
     np.testing.assert_array_equal(batcher(np.ones((1, 2), np.float32)), np.ones((1, 2)))
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher(np.ones((1, 2), np.float32))
+
+
+def test_only_submissions_with_the_same_key_share_a_call_and_tuples_are_split_by_row() -> None:
+    calls: list[tuple[object, int]] = []
+    lock = threading.Lock()
+
+    def scaled(rows: np.ndarray, key: object) -> tuple[np.ndarray, np.ndarray]:
+        with lock:
+            calls.append((key, len(rows)))
+        time.sleep(0.01)
+        return rows * int(key), np.full(len(rows), int(key))  # type: ignore[call-overload]
+
+    batcher: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(scaled, max_batch=16)
+    jobs = [(np.full((1, 2), i, np.float32), 2 + i % 3) for i in range(60)]
+    with ThreadPoolExecutor(20) as pool:
+        outputs = list(pool.map(lambda job: batcher(*job), jobs))
+    batcher.close()
+    for (rows, key), (product, keys) in zip(jobs, outputs, strict=True):
+        np.testing.assert_array_equal(product, rows * key)
+        assert keys.tolist() == [key]
+    assert sum(n for _, n in calls) == len(jobs)
+    assert len(calls) < len(jobs) / 2  # batched, and each call had one key (checked by the outputs above)

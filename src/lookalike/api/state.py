@@ -7,7 +7,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from lookalike.batching import MicroBatcher
 from lookalike.confidence import ConfidenceModel, load_or_calibrate
@@ -29,7 +31,7 @@ class AppState:
     started: float = field(default_factory=time.time)
     map_lock: threading.Lock = field(default_factory=threading.Lock)
     embedding_map: dict[str, Any] | None = None
-    batcher: MicroBatcher | None = None
+    batchers: list[MicroBatcher] = field(default_factory=list)
     duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
     _duplicates: DuplicateThreshold | None = None
     _groups: tuple[tuple[object, ...], list[DuplicateGroup]] | None = None
@@ -37,9 +39,14 @@ class AppState:
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
-        batcher = MicroBatcher(engine.embed_inputs, settings.batch_size) if settings.query_batching else None
-        return cls(settings, engine, SearchService(engine, batcher), confidence,
-                   WriteLock(settings.home / "write.lock"), batcher=batcher)
+        if not settings.query_batching:
+            return cls(settings, engine, SearchService(engine), confidence, WriteLock(settings.home / "write.lock"))
+        embed = MicroBatcher.of(engine.embed_inputs, settings.batch_size, "lookalike-embed")
+        search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
+            lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
+            settings.batch_size, "lookalike-search")
+        return cls(settings, engine, SearchService(engine, embed, lambda q, k, c: search(q, (k, c))), confidence,
+                   WriteLock(settings.home / "write.lock"), batchers=[embed, search])
 
     @contextmanager
     def changing(self) -> Iterator[None]:
@@ -49,8 +56,8 @@ class AppState:
             yield
 
     def close(self) -> None:
-        if self.batcher is not None:
-            self.batcher.close()
+        for batcher in self.batchers:
+            batcher.close()
         self.engine.close()
 
     @property

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.catalog.models import Base, Item, Search, SearchVector, ShopperItem, ShopperProfile, utcnow
@@ -44,6 +44,10 @@ class ItemRecord:
 
 
 _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.item_id, Item.extra, Item.model_version)
+# Statements of the per-search path, built once: SQLAlchemy then reuses their compiled form with new parameters.
+_ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
+_INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
+_INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -102,7 +106,7 @@ class Catalog:
         if not wanted:
             return {}
         with self.engine.connect() as connection:
-            rows = connection.execute(select(*_RECORD_COLUMNS).where(Item.id.in_(wanted))).all()
+            rows = connection.execute(_ITEMS_BY_ID, {"ids": wanted}).all()
         return {row[0]: ItemRecord(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6]) for row in rows}
 
     def get_items_by_paths(self, paths: Iterable[str]) -> list[ItemRecord]:
@@ -165,12 +169,13 @@ class Catalog:
                       model_version: str | None = None) -> int:
         """Store a search (and its query embedding, when given, for later refinement); returns its id."""
         with self.engine.begin() as connection:  # Core, not the ORM: this runs for every search
-            inserted = connection.execute(insert(Search).values(
-                query=query, k=k, category=category, took_ms=took_ms, results=results, created_at=utcnow()))
+            inserted = connection.execute(_INSERT_SEARCH, {"query": query, "k": k, "category": category,
+                                                           "took_ms": took_ms, "results": results,
+                                                           "created_at": utcnow()})
             search_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             if vector is not None and model_version is not None:
-                connection.execute(insert(SearchVector).values(search_id=search_id, model_version=model_version,
-                                                               vector=_to_bytes(vector)))
+                connection.execute(_INSERT_SEARCH_VECTOR, {"search_id": search_id, "model_version": model_version,
+                                                           "vector": _to_bytes(vector)})
             return search_id
 
     def search_vector(self, search_id: int) -> tuple[str, np.ndarray] | None:
