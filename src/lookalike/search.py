@@ -64,7 +64,8 @@ class SearchService:
         instances that share backbone passes and index scans between concurrent queries."""
         self.engine = engine
         self._embed_inputs = embed_inputs or engine.embed_inputs
-        self._search_store = search_store or engine.store.search
+        self._search_store = search_store or (lambda queries, k, category: self.engine.store.search(
+            queries, k, category))
 
     def _check(self, k: int) -> None:
         if not 1 <= k <= MAX_K:
