@@ -3,8 +3,10 @@
 Frozen backbone features in, a small MLP (features -> hidden -> dim, L2-normalized) out. Batches hold
 ``m_per_class`` examples of each label (MPerClassSampler), the miner picks the hard or semi-hard triplets
 inside each batch, and TripletMarginLoss pulls positives together and pushes negatives past the margin.
-A held-out validation split measures precision@1 after every epoch; training stops early when it stops
-improving, keeps the best weights, and checkpoints every epoch so an interrupted run resumes.
+A held-out validation split measures precision@1 (against a sample of the training rows) after every epoch;
+training stops early when it stops improving, keeps the best weights, and checkpoints every epoch so an
+interrupted run resumes. The MLP runs under bfloat16 autocast where the hardware has fast bfloat16 (about 2.4x
+the float32 matmul speed on two Zen 4 cores); the exported head is float32 either way.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     dropout: float = 0.1
-    max_epochs: int = 5
+    max_epochs: int = 8
     patience: int = 2
     val_fraction: float = 0.1
+    val_gallery: int = 20_000  # validation queries search a sample of this many training rows: a cheap epoch end
     seed: int = 0
     max_seconds: float | None = None  # an optional wall-clock cap; results then depend on the machine's speed
     device: str = "cpu"
+    bf16: bool | None = None  # bfloat16 autocast while training; None: where it is fast (see bf16_is_fast)
 
 
 @dataclass
@@ -99,7 +103,7 @@ class HeadNet(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = (nn.functional.normalize(features, dim=1) - self.mean) / self.std
         x = self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
-        return nn.functional.normalize(x, dim=1)
+        return nn.functional.normalize(x.float(), dim=1)  # float32 even under autocast
 
     def to_head(self, backbone: str, info: dict) -> EmbeddingHead:
         running_mean = cast(torch.Tensor, self.bn.running_mean).double()
@@ -115,6 +119,17 @@ class HeadNet(nn.Module):
                 [weight.T.float().cpu().numpy(), self.fc2.weight.T.cpu().numpy()],
                 [bias.float().cpu().numpy(), self.fc2.bias.cpu().numpy()], info,
             )
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively here: a CUDA GPU that has them, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,9 +169,9 @@ def batch_shape(n_labels: int, m_per_class: int, batch_size: int) -> tuple[int, 
 
 
 def _precision_at_1(net: HeadNet, queries: torch.Tensor, q_labels: np.ndarray, gallery: torch.Tensor,
-                    g_labels: np.ndarray) -> float:
+                    g_labels: np.ndarray, bf16: bool) -> float:
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(queries.device.type, torch.bfloat16, enabled=bf16):
         q = net(queries).cpu().numpy()
         g = torch.cat([net(chunk) for chunk in gallery.split(8192)]).cpu().numpy()
     net.train()
@@ -188,7 +203,8 @@ def train_head(
     groups: list[dict[str, Any]] = [{"params": net.parameters(), "lr": config.lr, "weight_decay": config.weight_decay}]
     if aux is not None:  # the class proxies learn faster than the network
         groups.append({"params": aux.parameters(), "lr": config.lr * 10, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups)
+    optimizer = torch.optim.AdamW(groups, fused=True)  # fused: a fifth of the step time of the for-loop version
+    bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
     miner = (miners.BatchHardMiner(distance=distances.CosineSimilarity()) if config.miner == "batch-hard"
              else miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner,
                                             distance=distances.CosineSimilarity()))
@@ -215,7 +231,8 @@ def train_head(
             np.random.set_state(saved["numpy_rng"])  # the m-per-class sampler draws from numpy's global state
             log.info("resuming head training at epoch %d", start_epoch + 1)
     val_x, val_y = x[val_rows], labels[val_rows]
-    gal_x, gal_y = x[train_rows], labels[train_rows]
+    gallery_rows = np.sort(np.random.default_rng(config.seed).permutation(train_rows)[: config.val_gallery])
+    gal_x, gal_y = x[gallery_rows], labels[gallery_rows]
     net.train()
     for epoch in range(start_epoch + 1, config.max_epochs + 1):
         if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
@@ -229,7 +246,8 @@ def train_head(
         total, batches, mined = 0.0, 0, 0
         for start in range(0, len(order) - batch_size + 1, batch_size):
             rows = torch.from_numpy(order[start : start + batch_size]).to(device)
-            embeddings = net(x[rows])
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                embeddings = net(x[rows])
             triplets = miner(embeddings, y[rows])
             loss = loss_fn(embeddings, y[rows], triplets)
             if aux is not None:
@@ -241,7 +259,7 @@ def train_head(
             total += float(loss.detach())
             batches += 1
             mined += len(triplets[0])
-        p1 = _precision_at_1(net, val_x, val_y, gal_x, gal_y) if len(val_rows) else 0.0
+        p1 = _precision_at_1(net, val_x, val_y, gal_x, gal_y, bf16) if len(val_rows) else 0.0
         stats = EpochStats(epoch, total / max(batches, 1), p1, time.perf_counter() - epoch_started,
                            mined / max(batches, 1))
         result.history.append(stats)
