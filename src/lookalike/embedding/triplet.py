@@ -49,7 +49,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     dropout: float = 0.1
-    max_epochs: int = 8
+    max_epochs: int = 10
     patience: int = 2
     val_fraction: float = 0.1
     val_gallery: int = 20_000  # validation queries search a sample of this many training rows: a cheap epoch end
@@ -101,8 +101,14 @@ class HeadNet(nn.Module):
     std: torch.Tensor
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = (nn.functional.normalize(features, dim=1) - self.mean) / self.std
-        x = self.fc2(self.drop(torch.relu(self.bn(self.fc1(x)))))
+        return self.embed(self.standardize(features))
+
+    def standardize(self, features: torch.Tensor) -> torch.Tensor:
+        """The fixed first step; training applies it to its features once rather than to every batch."""
+        return (nn.functional.normalize(features, dim=1) - self.mean) / self.std
+
+    def embed(self, standardized: torch.Tensor) -> torch.Tensor:
+        x = self.fc2(self.drop(torch.relu(self.bn(self.fc1(standardized)))))
         return nn.functional.normalize(x.float(), dim=1)  # float32 even under autocast
 
     def to_head(self, backbone: str, info: dict) -> EmbeddingHead:
@@ -132,11 +138,11 @@ def bf16_is_fast(device: torch.device) -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(normalized: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and spread of L2-normalized features; tiny spreads are floored so a dimension that
     never varies in training cannot blow up on a query where it does."""
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    mean, std = x.mean(axis=0), x.std(axis=0)
+    std_t, mean_t = torch.std_mean(normalized, dim=0, correction=0)
+    mean, std = mean_t.cpu().numpy(), std_t.cpu().numpy()
     return mean.astype(np.float32), np.maximum(std, 0.1 * float(np.median(std)) + 1e-12).astype(np.float32)
 
 
@@ -172,8 +178,8 @@ def _precision_at_1(net: HeadNet, queries: torch.Tensor, q_labels: np.ndarray, g
                     g_labels: np.ndarray, bf16: bool) -> float:
     net.eval()
     with torch.no_grad(), torch.autocast(queries.device.type, torch.bfloat16, enabled=bf16):
-        q = net(queries).cpu().numpy()
-        g = torch.cat([net(chunk) for chunk in gallery.split(8192)]).cpu().numpy()
+        q = net.embed(queries).cpu().numpy()
+        g = torch.cat([net.embed(chunk) for chunk in gallery.split(8192)]).cpu().numpy()
     net.train()
     _, idx = knn(q, g, 1)
     return float((g_labels[idx[:, 0]] == q_labels).mean())
@@ -193,10 +199,11 @@ def train_head(
     np.random.seed(config.seed)
     device = torch.device(config.device)
     train_rows, val_rows = split_validation(labels, config.val_fraction, config.seed)
-    x = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(device)
     y = torch.from_numpy(labels).to(device)
-    mean, std = feature_statistics(features[train_rows])
+    x = nn.functional.normalize(torch.from_numpy(np.asarray(features, np.float32)).to(device), dim=1)
+    mean, std = feature_statistics(x[train_rows])
     net = HeadNet(features.shape[1], config.hidden, config.dim, config.dropout, mean, std).to(device)
+    x.sub_(net.mean).div_(net.std)  # net.standardize, once for all epochs rather than for every batch
     loss_fn = losses.TripletMarginLoss(margin=config.margin, distance=distances.CosineSimilarity())
     aux = (losses.NormalizedSoftmaxLoss(int(labels.max()) + 1, config.dim, temperature=0.05).to(device)
            if config.aux_loss == "normalized-softmax" else None)
@@ -247,7 +254,7 @@ def train_head(
         for start in range(0, len(order) - batch_size + 1, batch_size):
             rows = torch.from_numpy(order[start : start + batch_size]).to(device)
             with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                embeddings = net(x[rows])
+                embeddings = net.embed(x[rows])
             triplets = miner(embeddings, y[rows])
             loss = loss_fn(embeddings, y[rows], triplets)
             if aux is not None:

@@ -99,3 +99,11 @@ def test_helpers():
     assert batch_shape(1000, 4, 256) == (4, 256)
     with pytest.raises(ValueError):
         batch_shape(1, 4, 32)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_float32_and_bfloat16_training_both_learn_with_a_small_validation_gallery(bf16):
+    x, y = clusters()
+    result = train_head(x, y, "bb", config(bf16=bf16, val_gallery=40))
+    assert result.best_val_precision_at_1 >= 0.8
+    assert np.allclose(np.linalg.norm(result.head(x), axis=1), 1, atol=1e-5)
