@@ -3,9 +3,10 @@ from lookalike.index.choose import EXACT_MAX_ITEMS, choose_index
 GB = 2**30
 
 
-def test_small_catalogs_get_exact_search():
-    assert choose_index(60_000, 128, 2 * GB).key == "Flat"
+def test_small_catalogs_get_exact_search_and_the_demo_catalog_a_graph():
+    assert choose_index(10_000, 128, 2 * GB).key == "Flat"
     assert choose_index(EXACT_MAX_ITEMS, 128, 2 * GB).key == "Flat"
+    assert choose_index(60_000, 128, 2 * GB).key == "HNSW32"
 
 
 def test_large_catalogs_get_hnsw_within_budget():
@@ -23,7 +24,7 @@ def test_tight_budget_falls_back_to_compressed_ivf_pq():
 
 
 def test_exact_is_refused_when_it_does_not_fit_the_budget():
-    assert choose_index(50_000, 128, 1 * 2**20).key != "Flat"
+    assert choose_index(15_000, 128, 1 * 2**20).key != "Flat"
 
 
 def test_choice_is_a_pure_function():
