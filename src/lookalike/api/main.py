@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.search_threads:
             limit_native_threads(settings.search_threads)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = prepared or open_engine(settings, reconcile=reconcile)
         state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)
