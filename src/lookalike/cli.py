@@ -514,9 +514,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from lookalike.api.main import create_app
     from lookalike.api.state import AppState
-    from lookalike.engine import open_engine
+    from lookalike.engine import milvus_config, open_engine
 
-    if settings.workers > 1 and settings.vector_store == "milvus" and "://" not in settings.resolved_milvus_uri:
+    if settings.workers > 1 and settings.vector_store == "milvus" and milvus_config(settings).is_lite:
         raise _fail("several workers cannot share a Milvus Lite file; use a Milvus server "
                     "(LOOKALIKE_MILVUS_URI=http://...) or the FAISS store", 2)
     with _errors():

@@ -39,14 +39,15 @@ class AppState:
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
+        lock = WriteLock(settings.home / "write.lock")
         if not settings.query_batching:
-            return cls(settings, engine, SearchService(engine), confidence, WriteLock(settings.home / "write.lock"))
+            return cls(settings, engine, SearchService(engine), confidence, lock)
         embed = MicroBatcher.of(engine.embed_inputs, settings.batch_size, "lookalike-embed")
         search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
             lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
             settings.batch_size, "lookalike-search")
-        return cls(settings, engine, SearchService(engine, embed, lambda q, k, c: search(q, (k, c))), confidence,
-                   WriteLock(settings.home / "write.lock"), batchers=[embed, search])
+        service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)))
+        return cls(settings, engine, service, confidence, lock, batchers=[embed, search])
 
     @contextmanager
     def changing(self) -> Iterator[None]:

@@ -29,6 +29,18 @@ def milvus(tmp_path: Path, index_type: str = "FLAT", manifest: IndexManifest = M
     return MilvusStore.open(MilvusConfig(str(tmp_path / "milvus.db"), index_type=index_type), manifest, fresh)
 
 
+def exact_and_milvus(tmp_path: Path, index_type: str) -> tuple[FaissStore, MilvusStore]:
+    """An exact FAISS store and a Milvus store of ``index_type``, both after :func:`apply_history`."""
+    exact, store = FaissStore(tmp_path / "faiss", MANIFEST), milvus(tmp_path, index_type)
+    for each in (exact, store):
+        apply_history(each)
+    return exact, store
+
+
+def recall_at_10(truth: np.ndarray, found: np.ndarray) -> float:
+    return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)]))
+
+
 def apply_history(store: VectorStore) -> None:
     """Adds in batches, deletes, re-adds of deleted ids, and replacements that change vector and category."""
     x = unit(N, 0)
@@ -44,11 +56,7 @@ def apply_history(store: VectorStore) -> None:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[FaissStore, MilvusStore]:
-    root = tmp_path_factory.mktemp("congruence")
-    faiss_store = FaissStore(root / "faiss", MANIFEST)
-    milvus_store = milvus(root)
-    for store in (faiss_store, milvus_store):
-        apply_history(store)
+    faiss_store, milvus_store = exact_and_milvus(tmp_path_factory.mktemp("congruence"), "FLAT")
     yield faiss_store, milvus_store
     milvus_store.close()
 
@@ -122,15 +130,11 @@ def test_padding_when_fewer_items_than_k(tmp_path):
 
 def test_hnsw_recall_against_exact_search(tmp_path):
     """Approximate (HNSW) Milvus search finds >= 99% of FAISS's exact top-10 after the same history."""
-    exact = FaissStore(tmp_path / "faiss", MANIFEST)
-    approximate = milvus(tmp_path, "HNSW")
-    for store in (exact, approximate):
-        apply_history(store)
+    exact, approximate = exact_and_milvus(tmp_path, "HNSW")
     queries = unit(100, 9)
     _, truth = exact.search(queries, 10)
     _, found = approximate.search(queries, 10)
-    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)])
-    assert recall >= 0.99
+    assert recall_at_10(truth, found) >= 0.99
     assert approximate.describe()["type"] == "milvus:HNSW"
     approximate.close()
 
@@ -180,15 +184,12 @@ def test_milvus_lite_search_survives_faiss_torch_utils(tmp_path):
     """pytorch-metric-learning imports faiss.contrib.torch_utils, whose NumPy path drops FAISS search params."""
     import faiss.contrib.torch_utils  # noqa: F401
 
-    exact = FaissStore(tmp_path / "faiss", MANIFEST)
-    store = milvus(tmp_path, "HNSW")
-    for each in (exact, store):
-        apply_history(each)
+    exact, store = exact_and_milvus(tmp_path, "HNSW")
     store.save(force=True)  # sealed segments are searched through their FAISS index
     queries = unit(20, 11)
     _, truth = exact.search(queries, 10, category="shirt")
     _, found = store.search(queries, 10, category="shirt")
-    assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth.tolist(), found.tolist(), strict=True)]) >= 0.99
+    assert recall_at_10(truth, found) >= 0.99
     store.close()
 
 
