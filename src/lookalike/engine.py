@@ -82,7 +82,7 @@ def load_head(heads_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
     path = head_path(heads_dir, extractor.name)
     if not path.is_file():
         return identity_head(extractor.num_features, extractor.fingerprint)
-    head = EmbeddingHead.load(path)
+    head = EmbeddingHead.load(path, extractor.threads)
     head.check_backbone(extractor.fingerprint)
     return head
 

@@ -1,8 +1,10 @@
 """Embedding heads: backbone features -> L2-normalized embedding.
 
 Every head is a stack of affine layers with ReLU between them (identity = no layers; PCA = one layer;
-the triplet-trained head = several). That one representation runs in NumPy at query time, is saved
-as ``.npz``, and has a checksum that names its exact weights.
+the triplet-trained head = several). That one representation is saved as ``.npz``, has a checksum that names
+its exact weights, and runs as a small ONNX Runtime graph: for the few rows of a query batch, ONNX Runtime's
+matrix product is 4x faster than NumPy's BLAS, which packs the whole weight matrix per call (measured on the
+demo head's 4864x1024 first layer, 2 to 4 rows: 0.5-0.7 ms against 2.4-2.5 ms).
 """
 
 from __future__ import annotations
@@ -12,11 +14,17 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.errors import ModelMismatchError
+from lookalike.inference import cpu_session
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -36,6 +44,7 @@ class EmbeddingHead:
     weights: list[np.ndarray] = field(default_factory=list)
     biases: list[np.ndarray] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # training summary, free-form
+    threads: int = field(default=0, compare=False, repr=False)  # ONNX Runtime threads of __call__; 0: all cores
 
     def __post_init__(self) -> None:
         self.weights = [np.ascontiguousarray(w, dtype=np.float32) for w in self.weights]
@@ -58,12 +67,15 @@ class EmbeddingHead:
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = l2_normalize(features)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = x @ w + b
-            if i < last:
-                np.maximum(x, 0.0, out=x)
-        return l2_normalize(x)
+        if not self.weights:
+            return x
+        if len(x) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return l2_normalize(self._session.run(None, {"x": x})[0])
+
+    @cached_property
+    def _session(self) -> ort.InferenceSession:
+        return cpu_session(_affine_relu_graph(self.weights, self.biases), self.threads)
 
     def check_backbone(self, fingerprint: str) -> None:
         if self.backbone != fingerprint:
@@ -85,13 +97,36 @@ class EmbeddingHead:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> EmbeddingHead:
+    def load(cls, path: Path, threads: int = 0) -> EmbeddingHead:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             layers = int(meta["layers"])
             weights = [data[f"w{i}"] for i in range(layers)]
             biases = [data[f"b{i}"] for i in range(layers)]
-        return cls(meta["kind"], int(meta["in_dim"]), meta["backbone"], weights, biases, meta.get("info", {}))
+        return cls(meta["kind"], int(meta["in_dim"]), meta["backbone"], weights, biases, meta.get("info", {}), threads)
+
+
+def _affine_relu_graph(weights: list[np.ndarray], biases: list[np.ndarray]) -> bytes:
+    """The serialized ONNX model of ``x @ w + b`` per layer with ReLU between layers (input "x", one output)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, initializers, x = [], [], "x"
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        initializers += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"matmul{i}"]),
+                  helper.make_node("Add", [f"matmul{i}", f"b{i}"], [f"affine{i}"])]
+        x = f"affine{i}"
+        if i < len(weights) - 1:
+            nodes.append(helper.make_node("Relu", [x], [f"relu{i}"]))
+            x = f"relu{i}"
+    graph = helper.make_graph(
+        nodes, "embedding_head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", weights[0].shape[0]])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", weights[-1].shape[1]])],
+        initializers,
+    )
+    # IR 8 / opset 17: what every ONNX Runtime this project accepts (>= 1.18) reads
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
 def identity_head(in_dim: int, backbone: str) -> EmbeddingHead:

@@ -64,3 +64,16 @@ def test_head_refuses_features_of_another_backbone():
 def test_layers_must_chain():
     with pytest.raises(ValueError):
         EmbeddingHead("mlp", 8, "bb", [np.ones((7, 4))], [np.zeros(4)])
+
+
+def test_mlp_head_computes_the_affine_relu_chain_and_a_row_does_not_depend_on_its_batch():
+    rng = np.random.default_rng(2)
+    weights = [rng.standard_normal((48, 32)).astype(np.float32), rng.standard_normal((32, 8)).astype(np.float32)]
+    biases = [rng.standard_normal(32).astype(np.float32), rng.standard_normal(8).astype(np.float32)]
+    head = EmbeddingHead("mlp", 48, "bb@1", weights, biases, threads=1)
+    x = features(7, 48)
+    expected = l2_normalize(np.maximum(l2_normalize(x) @ weights[0] + biases[0], 0) @ weights[1] + biases[1])
+    out = head(x)
+    assert out.shape == (7, 8) and np.allclose(out, expected, atol=1e-5)
+    assert np.allclose(head(x[3:4]), out[3:4], atol=1e-6)
+    assert head(x[:0]).shape == (0, 8)
