@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
 from pydantic import BaseModel, Field, model_validator
+
+
+def json_response(model: BaseModel) -> Response:
+    """``model`` as a JSON response, serialized once. A route that returns the model itself has FastAPI dump it,
+    validate the dump against the route's response_model (in a worker thread, for a sync route) and encode it
+    again: about 0.5 ms per search against 0.005 ms here. The route keeps ``response_model`` for its schema."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 class ErrorBody(BaseModel):

@@ -76,7 +76,7 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
 
 @router.get("/{item}/similar", response_model=SearchResponse)
 def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
-            category: str | None = None, dedupe: bool = False) -> SearchResponse:
+            category: str | None = None, dedupe: bool = False) -> Response:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
     started = time.perf_counter()
     filter_category = check_category(state, category)

@@ -7,10 +7,10 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
 from lookalike.api.deps import Shopper, State
-from lookalike.api.schemas import RefineRequest, Result, SearchResponse
+from lookalike.api.schemas import RefineRequest, Result, SearchResponse, json_response
 from lookalike.api.state import AppState
 from lookalike.api.uploads import read_upload
 from lookalike.refine import rocchio
@@ -46,8 +46,8 @@ def dedupe_threshold(state: AppState, dedupe: bool) -> float | None:
 
 
 def respond(state: AppState, shopper: str | None, label: str, vector: np.ndarray, k: int, category: str | None,
-            dedupe: bool, found: Found) -> SearchResponse:
-    """Record the search (with its query embedding, and in the shopper's taste) and shape the response."""
+            dedupe: bool, found: Found) -> Response:
+    """Record the search (with its query embedding, and in the shopper's taste) and answer a SearchResponse."""
     results = to_results(state, found.hits)
     query_id = state.engine.catalog.record_search(
         label[:200], k, category, found.took_ms, [{"id": r.id, "score": r.score, "category": r.category}
@@ -55,8 +55,8 @@ def respond(state: AppState, shopper: str | None, label: str, vector: np.ndarray
         vector=vector.reshape(-1), model_version=state.engine.model_version)
     if shopper:
         state.taste.record_search(shopper, vector, [r.id for r in results])
-    return SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category, dedupe=dedupe,
-                          results=results)
+    return json_response(SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category,
+                                        dedupe=dedupe, results=results))
 
 
 def parse_item_ids(text: str | None) -> list[int]:
@@ -78,7 +78,7 @@ def search(
     k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
     category: Annotated[str | None, Form(description="Only results of this category.")] = None,
     dedupe: Annotated[bool, Form(description="Collapse near-duplicates, so k different products.")] = False,
-) -> SearchResponse:
+) -> Response:
     """The query is the normalized mean embedding of every example (files and items)."""
     started = time.perf_counter()
     files = file or []
@@ -99,7 +99,7 @@ def search(
 
 @router.post("/search/refine", response_model=SearchResponse,
              summary="Search again, moved toward the liked results and away from the disliked ones")
-def refine(state: State, shopper: Shopper, body: RefineRequest) -> SearchResponse:
+def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine."""
     started = time.perf_counter()
     stored = state.engine.catalog.search_vector(body.query_id)
