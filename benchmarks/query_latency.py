@@ -46,6 +46,11 @@ class Client:
             return elapsed, 599  # an empty answer counts as an error
         return elapsed, response.status
 
+    def worker(self) -> int:
+        """The pid of the server process that holds this connection (a keep-alive connection stays there)."""
+        self.connection.request("GET", "/api/health")
+        return int(json.loads(self.connection.getresponse().read())["worker"])
+
 
 OPEN_LOOP_RUNS = 3
 
@@ -105,16 +110,24 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
     """``rate * seconds`` searches arriving at random times over ``seconds`` (a Poisson process with exactly that
     many arrivals), sent over up to ``connections`` keep-alive connections; latency runs from each arrival to its
     response. ``queries_per_s`` is the completed searches over the arrival window, ``drain_s`` how long the last
-    responses took after the last arrival (near 0 when the server keeps up)."""
+    responses took after the last arrival (near 0 when the server keeps up), ``per_worker`` how the searches fell
+    on the server processes (most first): each connection is opened, and asked its process, before the first
+    arrival."""
     rng = random.Random(seed)
     arrivals = sorted(rng.uniform(0, seconds) for _ in range(round(rate * seconds)))
     pending: queue.SimpleQueue[tuple[float, int] | None] = queue.SimpleQueue()
     timings: list[float] = []
     errors = [0]
     lock = threading.Lock()
+    per_worker: dict[int, int] = {}
+    ready = threading.Barrier(connections + 1)
 
     def sender() -> None:
         client = Client(base)
+        try:
+            worker = client.worker()
+        finally:
+            ready.wait()  # every connection open before the first arrival (or this one failed)
         while (job := pending.get()) is not None:
             arrived, i = job
             try:
@@ -125,10 +138,12 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
             with lock:
                 timings.append(elapsed)
                 errors[0] += status != 200
+                per_worker[worker] = per_worker.get(worker, 0) + 1
 
     threads = [threading.Thread(target=sender) for _ in range(connections)]
     for thread in threads:
         thread.start()
+    ready.wait()
     started = time.perf_counter()
     for i, offset in enumerate(arrivals):
         delay = started + offset - time.perf_counter()
@@ -142,7 +157,7 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
     drain = time.perf_counter() - started - seconds
     return {"rate": rate, "seconds": seconds, "drain_s": round(max(drain, 0.0), 2), "connections": connections,
             "requests": len(timings), "errors": errors[0], "queries_per_s": round(len(timings) / seconds, 1),
-            **percentiles(timings)}
+            "per_worker": sorted(per_worker.values(), reverse=True), **percentiles(timings)}
 
 
 def catalog_size(base: str) -> int:

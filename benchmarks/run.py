@@ -114,14 +114,17 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         lines += ["", "Open loop: rate x seconds searches arrive at random times (Poisson) whatever the server's pace, "
                   "over up to 64 keep-alive connections, three runs with other arrival times; latency counts from "
                   "arrival; served /s is the completed searches over the arrival window, and drain the seconds the "
-                  "last ones took after it.", "",
-                  "| server | offered /s | seconds | served /s | drain s | p50 ms | p95 ms | p99 ms | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "last ones took after it; per process, how the searches fell on the server processes (each "
+                  "keep-alive connection stays with the process that accepted it).", "",
+                  "| server | offered /s | seconds | served /s | drain s | per process | p50 ms | p95 ms | p99 ms | "
+                  "errors |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         for key, runs in demo.items():
             if key.startswith("open_loop_"):
                 for i, load in enumerate(runs, 1):
                     lines.append(f"| {_setup_name(key[10:])}, run {i} | {load['rate']:g} | {load['seconds']:g} | "
-                                 f"{load['queries_per_s']} | {load['drain_s']} | {load['p50_ms']} | "
+                                 f"{load['queries_per_s']} | {load['drain_s']} | "
+                                 f"{' / '.join(map(str, load.get('per_worker', [])))} | {load['p50_ms']} | "
                                  f"{load['p95_ms']} | {load['p99_ms']} | {load['errors']} |")
         lines.append("")
     scaled = results.get("scale")
