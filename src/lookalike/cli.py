@@ -164,6 +164,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
     augment: Annotated[int, typer.Option(help="Photo-like training views added as positives.")] = TRAINING_VIEWS,
+    fine_tune_blocks: Annotated[int, typer.Option(
+        help="Also train the backbone's last N blocks (multi-scale EfficientNet-Lite backbones). Slow on a CPU; "
+             "the catalog is embedded again afterwards.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = True,
     reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex",
                                                 help="Rebuild the index with the new head.")] = True,
@@ -177,7 +180,9 @@ def train(
 
     if method not in ("triplet", "pca"):
         raise _fail("--method is triplet or pca")
-    config = TrainConfig(dim=dim, seed=seed, device=device)
+    config = TrainConfig(dim=dim, seed=seed, device=device, fine_tune_blocks=fine_tune_blocks)
+    if fine_tune_blocks and method != "triplet":
+        raise _fail("--fine-tune-blocks needs --method triplet")
     if miner:
         if miner not in ("semihard", "hard", "batch-hard"):
             raise _fail("--miner is semihard, hard or batch-hard")
@@ -193,20 +198,13 @@ def train(
 
 def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
            reindex_after: bool, resume: bool = True, augment: int = 0) -> None:
-    import numpy as np
-
     from lookalike.embedding.head import fit_pca_head
-    from lookalike.embedding.train import (
-        LabelledFeatures,
-        collect_features,
-        collect_photo_like_features,
-        positive_labels,
-    )
+    from lookalike.embedding.train import collect_features, collect_photo_like_features, positive_labels
     from lookalike.embedding.triplet import encode_labels, train_head
     from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
 
-    extractor = load_extractor(settings)
+    extractor = load_extractor(settings, fine_tuned=False)  # training starts from the configured backbone
     featurizer = build_featurizer(settings, extractor)
     with _progress("features") as progress:
         data = collect_features(featurizer, entries, _tracker(progress))
@@ -218,13 +216,13 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
             with _progress("photo-like views") as progress:
                 views = collect_photo_like_features(featurizer, data.entries, augment, config.seed,
                                                     _tracker(progress))
-            data = LabelledFeatures(data.entries + views.entries, np.concatenate([data.features, views.features]),
-                                    data.failures)
+            data = data + views
         use_ids = all(e.item_id for e in data.entries)
         labels = encode_labels(positive_labels(data.entries))
         checkpoint = path.with_suffix(".checkpoint.pt")
         if not resume:
             checkpoint.unlink(missing_ok=True)
+        tail = _trainable_tail(settings, featurizer, data, config) if config.fine_tune_blocks else None
         with _progress("training") as progress:
             task = progress.add_task("epochs", total=config.max_epochs, rate="")
 
@@ -235,13 +233,14 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
                     console.print(f"epoch {stats.epoch}: loss {stats.loss:.4f}, "
                                   f"val precision@1 {stats.val_precision_at_1:.4f} ({stats.seconds:.1f}s)")
 
-            result = train_head(data.features, labels, extractor.fingerprint, config, checkpoint, on_epoch)
+            result = train_head(data.features, labels, extractor.fingerprint, config, checkpoint, on_epoch, tail)
         checkpoint.unlink(missing_ok=True)
-        head = result.head
+        head = result.head if tail is None else _with_fine_tuned_backbone(settings, result.head, tail)
         out.print(f"best validation precision@1 {result.best_val_precision_at_1:.4f} at epoch {result.best_epoch} "
                   f"({'item ids' if use_ids else 'categories'} as positives; {result.stopped}; "
                   f"{result.seconds:.0f}s)")
     head.save(path)
+    _remove_unused_backbones(settings, extractor.name, head)
     out.print(f"trained head {head.version} on {len(data.entries)} images and views "
               f"({len(data.failures)} unreadable)")
     if reindex_after:
@@ -253,6 +252,43 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
                 out.print(f"reindexed {rebuilt.added} catalog items with the new head")
         finally:
             engine.close()
+
+
+def _trainable_tail(settings: Settings, featurizer, data, config):  # noqa: ANN001, ANN202
+    """The backbone's last blocks over its frozen trunk's outputs for every training image (run once here)."""
+    from lookalike.embedding.finetune import TrainableTail, fine_tunable_backbone, prepared_batches
+
+    blocks = config.fine_tune_blocks
+    backbone = fine_tunable_backbone(settings.backbone, settings.backbone_weights, blocks)
+    inputs = prepared_batches(featurizer.prepare, data.images, settings.decode_workers)
+    with _progress("frozen blocks") as progress:
+        return TrainableTail(backbone, blocks, inputs, len(data.images), progress=_tracker(progress),
+                             device=config.device)
+
+
+def _with_fine_tuned_backbone(settings: Settings, head, tail):  # noqa: ANN001, ANN202
+    """Save the fine-tuned backbone beside the head, export it, and name it in the head."""
+    import dataclasses
+
+    from lookalike.backbone.runtime import load_backbone
+    from lookalike.embedding.finetune import save_backbone_weights
+    from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO
+
+    weights = save_backbone_weights(tail.backbone, settings.heads_dir, settings.backbone)
+    tuned = load_backbone(settings.backbone, settings.resolved_models_dir, str(weights), settings.onnx_threads)
+    out.print(f"fine-tuned backbone {tuned.fingerprint} ({weights.name})")
+    return dataclasses.replace(head, backbone=tuned.fingerprint,
+                               info={**head.info, BACKBONE_WEIGHTS_INFO: weights.name})
+
+
+def _remove_unused_backbones(settings: Settings, name: str, head) -> None:  # noqa: ANN001
+    """Delete fine-tuned backbone weights of ``name`` that the active head no longer names."""
+    from lookalike.embedding.finetune import backbone_weights_files
+    from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO
+
+    for stale in backbone_weights_files(settings.heads_dir, name):
+        if stale.name != head.info.get(BACKBONE_WEIGHTS_INFO):
+            stale.unlink(missing_ok=True)
 
 
 # --- evaluate -----------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from lookalike.catalog.repository import Catalog
 from lookalike.config import Settings
 from lookalike.embedding.feature_cache import FeatureCache
 from lookalike.embedding.featurizer import Featurizer
-from lookalike.embedding.head import EmbeddingHead, identity_head
+from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO, EmbeddingHead, identity_head
+from lookalike.errors import ModelMismatchError
 from lookalike.index.base import IndexManifest, VectorStore
 from lookalike.index.open_store import MilvusConfig, open_store
 from lookalike.ingest import reconcile as reconcile_index
@@ -87,10 +88,24 @@ def load_head(heads_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
     return head
 
 
-def load_extractor(settings: Settings) -> FeatureExtractor:
-    return load_backbone(
-        settings.backbone, settings.resolved_models_dir, settings.backbone_weights, settings.onnx_threads
-    )
+def load_extractor(settings: Settings, fine_tuned: bool = True) -> FeatureExtractor:
+    """The configured backbone; unless ``fine_tuned`` is False, the fine-tuned one the active head was trained
+    with (``lookalike train --fine-tune-blocks``), if it was."""
+    weights = (fine_tuned_weights(settings) if fine_tuned else None) or settings.backbone_weights
+    return load_backbone(settings.backbone, settings.resolved_models_dir, weights, settings.onnx_threads)
+
+
+def fine_tuned_weights(settings: Settings) -> str | None:
+    """The weights file of the fine-tuned backbone that the active head names, or None."""
+    path = head_path(settings.heads_dir, settings.backbone)
+    name = EmbeddingHead.read_info(path).get(BACKBONE_WEIGHTS_INFO) if path.is_file() else None
+    if not name:
+        return None
+    weights = settings.heads_dir / name
+    if not weights.is_file():
+        raise ModelMismatchError(f"the embedding head {path} was trained with the fine-tuned backbone {weights}, "
+                                 "which is missing; train again (`lookalike train`)")
+    return str(weights)
 
 
 def build_featurizer(settings: Settings, extractor: FeatureExtractor) -> Featurizer:

@@ -71,6 +71,27 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     assert info["head"].startswith("triplet-16@") and info["index"]["dim"] == 16
 
 
+def test_train_can_fine_tune_the_backbone_and_every_command_then_uses_it(lookalike, catalog_dir: Path, query_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    lookalike("ingest", str(catalog_dir))
+    base = json.loads(lookalike("info", "--json").stdout)["backbone"]
+    tuned = lookalike("train", str(catalog_dir), "--fine-tune-blocks", "1", "--dim", "16", "--epochs", "2",
+                      "--augment", "6")
+    assert "fine-tuned backbone" in tuned.stdout and "reindexed 18 catalog items" in tuned.stdout
+    heads = tmp_path / "home" / "heads"
+    assert len(list(heads.glob("*.backbone-*.pt"))) == 1
+    info = json.loads(lookalike("info", "--json").stdout)
+    assert info["backbone"] != base and info["index"]["count"] == 18
+    lines = [json.loads(line) for line in lookalike("search", str(query_dir), "-k", "3", "--json").stdout.splitlines()]
+    assert len(lines) == 6 and all(len(line["results"]) == 3 for line in lines)
+
+    lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "1", "--augment", "0")  # back to the frozen one
+    assert json.loads(lookalike("info", "--json").stdout)["backbone"] == base
+    assert not list(heads.glob("*.backbone-*.pt"))
+    refused = lookalike("train", str(catalog_dir), "--method", "pca", "--fine-tune-blocks", "1", ok=False)
+    assert refused.returncode != 0 and "--fine-tune-blocks needs --method triplet" in refused.stderr + refused.stdout
+
+
 def test_evaluate_writes_a_report_with_baselines(lookalike, catalog_dir: Path, query_dir: Path, tmp_path: Path) -> None:
     result = lookalike("evaluate", "--queries", str(query_dir), "--gallery", str(catalog_dir), "--baselines",
                        "--photo-like", "3")

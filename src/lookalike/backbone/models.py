@@ -80,18 +80,38 @@ class MultiScaleEfficientNet(nn.Module):
         return torch.cat([x[:, :, r : r + a, c : c + b].mean(dim=(2, 3)) for r in (0, h - a) for c in (0, w - b)], 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        blocks = len(self.net._blocks)  # type: ignore[arg-type]
+        return self.tail(*self.trunk(images, blocks), blocks)
+
+    def trunk(self, images: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stem and the first ``blocks`` blocks: (last activation, their stage pools, their grid pools), the
+        pools newest first. Fine-tuning runs this frozen part once per image and trains :meth:`tail`."""
         net = self.net
         x = net._swish(net._bn0(net._conv_stem(images)))  # type: ignore[operator]
+        x, pooled, grids = self._blocks(x, 0, blocks)
+        return x, _concat(pooled[::-1], x), _concat(grids[::-1], x)
+
+    def tail(self, x: torch.Tensor, early_pooled: torch.Tensor, early_grids: torch.Tensor, start: int) -> torch.Tensor:
+        """The blocks from ``start`` and the head on :meth:`trunk`'s output: the features ``forward`` gives."""
+        net = self.net
+        x, pooled, grids = self._blocks(x, start, len(net._blocks))  # type: ignore[arg-type]
+        x = net._swish(net._bn1(net._conv_head(x)))  # type: ignore[operator]
+        pooled.append(x.mean(dim=(2, 3)))
+        return torch.cat([*pooled[::-1], early_pooled, *grids[::-1], early_grids], 1)
+
+    def _blocks(self, x: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, list, list]:
         pooled, grids = [], []
-        for i, block in enumerate(net._blocks):  # type: ignore[arg-type]
-            x = block(x)
+        for i in range(start, end):
+            x = self.net._blocks[i](x)  # type: ignore[index,operator]
             if i in self.stage_ends:
                 pooled.append(x.mean(dim=(2, 3)))
                 if i in self.grid_stages:
                     grids.append(self._grid(x))
-        x = net._swish(net._bn1(net._conv_head(x)))  # type: ignore[operator]
-        pooled.append(x.mean(dim=(2, 3)))
-        return torch.cat(pooled[::-1] + grids[::-1], 1)
+        return x, pooled, grids
+
+
+def _concat(pools: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.cat(pools, 1) if pools else like.new_zeros((len(like), 0))
 
 
 def efficientnet_lite_multiscale(variant: str, weights: str | None) -> nn.Module:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 
+BACKBONE_WEIGHTS_INFO = "backbone_weights"  # info entry of a head trained with a fine-tuned backbone: its weights file
+
+
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
@@ -95,6 +98,12 @@ class EmbeddingHead:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(buffer.getvalue())
         os.replace(tmp, path)
+
+    @staticmethod
+    def read_info(path: Path) -> dict:
+        """The training summary of a saved head, without loading its weights."""
+        with np.load(path, allow_pickle=False) as data:
+            return dict(json.loads(str(data["meta"])).get("info", {}))
 
     @classmethod
     def load(cls, path: Path, threads: int = 0) -> EmbeddingHead:

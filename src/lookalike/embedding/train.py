@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -21,6 +23,11 @@ class LabelledFeatures:
     entries: list[CatalogEntry]
     features: np.ndarray
     failures: list[tuple[CatalogEntry, str]]
+    images: list[Callable[[], Path | bytes]] = field(default_factory=list)  # each entry's image, read again
+
+    def __add__(self, other: LabelledFeatures) -> LabelledFeatures:
+        return LabelledFeatures(self.entries + other.entries, np.concatenate([self.features, other.features]),
+                                self.failures + other.failures, self.images + other.images)
 
 
 def positive_labels(entries: Sequence[CatalogEntry]) -> list[str | None]:
@@ -45,7 +52,7 @@ def collect_features(
         if progress:
             progress(done, len(entries))
     features = np.concatenate(chunks) if chunks else np.zeros((0, featurizer.extractor.num_features), np.float32)
-    return LabelledFeatures(ok, features, failures)
+    return LabelledFeatures(ok, features, failures, [partial(Path, e.path) for e in ok])
 
 
 def collect_photo_like_features(
@@ -62,14 +69,15 @@ def collect_photo_like_features(
         with Image.open(entry.path) as image:
             return photo_like_bytes(image, random.Random(f"train-{seed}-{index}"))
 
-    ok: list[CatalogEntry] = []
+    ok: list[tuple[int, CatalogEntry]] = []
     chunks: list[np.ndarray] = []
     done = 0
     for batch in featurizer.iter_batches(views, render):
-        ok += [entry for _, entry in batch.items]
+        ok += batch.items
         chunks.append(batch.features)
         done += len(batch.items) + len(batch.failures)
         if progress:
             progress(done, len(views))
     features = np.concatenate(chunks) if chunks else np.zeros((0, featurizer.extractor.num_features), np.float32)
-    return LabelledFeatures(ok, features, [])
+    return LabelledFeatures([entry for _, entry in ok], features, [],
+                            [partial(render, view) for view in ok])
