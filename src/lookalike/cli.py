@@ -338,16 +338,20 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
     extractor = load_extractor(settings)
     featurizer = build_featurizer(settings, extractor)
     head = load_head(settings.heads_dir, extractor)
+    pretrained = load_extractor(settings, fine_tuned=False)  # the "frozen backbone" baseline, even after fine-tuning
+    frozen = featurizer if pretrained.fingerprint == extractor.fingerprint else build_featurizer(settings, pretrained)
     with _progress("evaluating") as progress:
         task = progress.tasks[-1].id
 
         def track(stage: str, done: int, total: int) -> None:
             progress.update(task, description=stage, completed=done, total=total)
 
-        rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track)
+        rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track, frozen)
     meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": str(query_source),
             "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
             "gallery size": len(gallery_entries)}
+    if baselines:
+        meta["frozen backbone"] = pretrained.fingerprint
     folder = write_report(settings.home / "reports", rows, meta)
     table = Table(title="retrieval accuracy", title_justify="left")
     for column in ("model / queries", "n", *HEADLINE):

@@ -71,10 +71,18 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     assert info["head"].startswith("triplet-16@") and info["index"]["dim"] == 16
 
 
+def _report(result: subprocess.CompletedProcess[str]) -> dict:
+    folder = Path(result.stdout.split("report:")[1].split()[0]).parent
+    return json.loads((folder / "report.json").read_text())
+
+
 def test_train_can_fine_tune_the_backbone_and_every_command_then_uses_it(lookalike, catalog_dir: Path, query_dir: Path,
                                                                           tmp_path: Path) -> None:
     lookalike("ingest", str(catalog_dir))
     base = json.loads(lookalike("info", "--json").stdout)["backbone"]
+    evaluate = ("evaluate", "--queries", str(query_dir), "--gallery", str(catalog_dir), "--baselines")
+    before = _report(lookalike(*evaluate))
+    assert before["meta"]["frozen backbone"] == base and before["meta"]["model"].startswith(base)
     tuned = lookalike("train", str(catalog_dir), "--fine-tune-blocks", "1", "--dim", "16", "--epochs", "2",
                       "--augment", "6")
     assert "fine-tuned backbone" in tuned.stdout and "reindexed 18 catalog items" in tuned.stdout
@@ -84,6 +92,9 @@ def test_train_can_fine_tune_the_backbone_and_every_command_then_uses_it(lookali
     assert info["backbone"] != base and info["index"]["count"] == 18
     lines = [json.loads(line) for line in lookalike("search", str(query_dir), "-k", "3", "--json").stdout.splitlines()]
     assert len(lines) == 6 and all(len(line["results"]) == 3 for line in lines)
+    after = _report(lookalike(*evaluate))  # the model is the fine-tuned one; the baseline stays the pretrained one
+    assert after["meta"]["model"].startswith(info["backbone"]) and after["meta"]["frozen backbone"] == base
+    assert after["rows"]["frozen backbone / clean"]["overall"] == before["rows"]["frozen backbone / clean"]["overall"]
 
     lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "1", "--augment", "0")  # back to the frozen one
     assert json.loads(lookalike("info", "--json").stdout)["backbone"] == base
@@ -97,8 +108,7 @@ def test_evaluate_writes_a_report_with_baselines(lookalike, catalog_dir: Path, q
                        "--photo-like", "3")
     assert "report:" in result.stdout
     folder = Path(result.stdout.split("report:")[1].split()[0]).parent
-    report = json.loads((folder / "report.json").read_text())
-    rows = report["rows"]
+    rows = _report(result)["rows"]
     assert list(rows)[0] == "identity head / clean"
     assert {"frozen backbone / clean", "raw pixels / clean", "identity head / photo-like"} <= set(rows)
     clean = rows["identity head / clean"]

@@ -53,8 +53,10 @@ def evaluate(
     gallery: Sequence[CatalogEntry],
     baselines: bool = False,
     progress: Progress | None = None,
+    frozen: Featurizer | None = None,
 ) -> dict[str, RetrievalMetrics]:
-    """Metrics rows named ``"<model> / <query set>"``; the first row is the head under test on the first set."""
+    """Metrics rows named ``"<model> / <query set>"``; the first row is the head under test on the first set.
+    The frozen-backbone baseline uses ``frozen`` (the pretrained backbone, when ``featurizer``'s is fine-tuned)."""
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(name, done, total)) if progress else None
@@ -67,6 +69,10 @@ def evaluate(
     for name, data in sets.items():
         rows[f"{head.kind} head / {name}"] = _metrics(head(data.features), data, gallery_embedded, gallery_data)
     if baselines:
+        if frozen is not None and frozen is not featurizer:
+            gallery_data = collect_features(frozen, gallery_data.entries, stage("frozen backbone gallery features"))
+            sets = {name: collect_features(frozen, data.entries, stage(f"frozen backbone {name} features"))
+                    for name, data in sets.items()}
         for name, data in sets.items():
             rows[f"frozen backbone / {name}"] = _metrics(data.features, data, gallery_data.features, gallery_data)
         gallery_pixels = pixel_features(gallery_data.entries, featurizer.workers)
