@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.backbone.registry import BackboneSpec
+from lookalike.backbone.registry import BackboneSpec, weights_identity
 from lookalike.errors import BackboneError
 from lookalike.hashing import file_sha256
 
@@ -60,7 +60,7 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
     sidecar = {
         "name": spec.name,
         "num_features": int(expected.shape[1]),
-        "weights": weights or "pretrained",
+        "weights": weights_identity(weights),
         "sha256": file_sha256(dest),
         **spec.preprocessing.to_dict(),
     }

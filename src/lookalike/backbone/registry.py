@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import BackboneError
+from lookalike.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -96,6 +97,15 @@ REGISTRY: dict[str, BackboneSpec] = {
     ),
     "resnet50": BackboneSpec("resnet50", Preprocessing(224), 2048, _resnet50),
 }
+
+
+def weights_identity(weights: str | None) -> str:
+    """What an export records of the weights it was made from: "pretrained" (the default), or a weights file's
+    name and content checksum, so a moved home (a container's mount, say) still matches its export."""
+    if weights is None:
+        return "pretrained"
+    path = Path(weights)
+    return f"{path.name}#{file_sha256(path)[:16]}" if path.is_file() else weights
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lookalike.backbone.registry import BackboneSpec, Preprocessing, get_spec
+from lookalike.backbone.registry import BackboneSpec, Preprocessing, get_spec, weights_identity
 from lookalike.errors import BackboneError
 from lookalike.hashing import file_sha256
 from lookalike.inference import cpu_session
@@ -91,4 +91,4 @@ def _current_export_sha256(path: Path, weights: str | None) -> str | None:
     except ValueError:
         return None
     sha256 = file_sha256(path)
-    return sha256 if meta.get("weights") == (weights or "pretrained") and meta.get("sha256") == sha256 else None
+    return sha256 if meta.get("weights") == weights_identity(weights) and meta.get("sha256") == sha256 else None

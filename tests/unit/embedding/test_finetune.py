@@ -67,3 +67,11 @@ def test_only_the_tail_learns_and_the_export_computes_the_fine_tuned_features(tm
         expected = backbone.eval()(torch.from_numpy(prepared[:6])).numpy()
     assert np.allclose(tuned(prepared[:6]), expected, atol=1e-3 * np.abs(expected).max())
     assert not np.allclose(base(prepared[:6]), expected, atol=1e-3 * np.abs(expected).max())
+
+    exported = next((tmp_path / "models").rglob("backbone.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    moved = tmp_path / "elsewhere" / weights.name  # a home mounted at another path keeps its export
+    moved.parent.mkdir()
+    weights.rename(moved)
+    assert load_backbone(NAME, tmp_path / "models", str(moved)).fingerprint == tuned.fingerprint
+    assert exported.stat().st_mtime_ns == stamp
