@@ -262,8 +262,8 @@ def _trainable_tail(settings: Settings, featurizer, data, config):  # noqa: ANN0
     backbone = fine_tunable_backbone(settings.backbone, settings.backbone_weights, blocks)
     inputs = prepared_batches(featurizer.prepare, data.images, settings.decode_workers)
     with _progress("frozen blocks") as progress:
-        return TrainableTail(backbone, blocks, inputs, len(data.images), progress=_tracker(progress),
-                             device=config.device)
+        return TrainableTail(backbone, blocks, inputs, len(data.images), featurizer.extractor.preprocessing.input_size,
+                             progress=_tracker(progress))
 
 
 def _with_fine_tuned_backbone(settings: Settings, head, tail):  # noqa: ANN001, ANN202

@@ -10,12 +10,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.backbone.registry import BackboneSpec, weights_identity
 from lookalike.errors import BackboneError
 from lookalike.hashing import file_sha256
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +46,8 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
     sample = torch.randn(2, 3, size, size)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding chatter
-        torch.onnx.export(
-            model,
-            (sample,),
-            str(tmp),
-            input_names=["images"],
-            output_names=["features"],
-            dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+    to_onnx(model, size, ["features"], tmp)
+    with torch.no_grad():
         expected = model(sample).numpy()
     _check_export(tmp, sample.numpy(), expected)
     os.replace(tmp, dest)
@@ -67,6 +61,24 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
     _write_json_atomic(dest.with_name(dest.name + ".json"), sidecar)
     log.info("exported %s to %s in %.1fs", spec.name, dest, time.perf_counter() - started)
     return dest
+
+
+def to_onnx(model: torch.nn.Module, size: int, outputs: list[str], target: Path | IO[bytes]) -> None:
+    """Write ``model`` (images (N, 3, size, size) -> ``outputs``, each (N, ...)) as ONNX with a dynamic batch."""
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's constant-folding chatter
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 3, size, size),),
+            target if not isinstance(target, Path) else str(target),  # type: ignore[arg-type]
+            input_names=["images"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _check_export(path: Path, sample: np.ndarray, expected: np.ndarray) -> None:

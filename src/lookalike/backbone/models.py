@@ -111,7 +111,7 @@ class MultiScaleEfficientNet(nn.Module):
 
 
 def _concat(pools: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    return torch.cat(pools, 1) if pools else like.new_zeros((len(like), 0))
+    return torch.cat(pools, 1) if pools else like.flatten(1)[:, :0]  # (N, 0), N kept dynamic in an export
 
 
 def efficientnet_lite_multiscale(variant: str, weights: str | None) -> nn.Module:

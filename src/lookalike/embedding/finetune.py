@@ -14,16 +14,21 @@ import io
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from lookalike.backbone.export import to_onnx
 from lookalike.backbone.models import MultiScaleEfficientNet
 from lookalike.backbone.registry import get_spec
 from lookalike.concurrency import bounded_map
 from lookalike.errors import BackboneError
+from lookalike.inference import cpu_session
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def fine_tunable_backbone(name: str, weights: str | None, blocks: int) -> MultiScaleEfficientNet:
@@ -43,27 +48,27 @@ class TrainableTail(nn.Module):
     ``tail(rows)`` gives the backbone features of those training rows, with gradients for the tail's weights."""
 
     def __init__(self, backbone: MultiScaleEfficientNet, blocks: int,
-                 inputs: Callable[[int], Iterable[np.ndarray]], count: int, batch_size: int = 64,
-                 progress: Callable[[int, int], None] | None = None, device: str = "cpu") -> None:
-        """``inputs(batch_size)`` yields the prepared images (N, 3, S, S) of the ``count`` training rows in order;
-        the trunk runs on ``device`` and its outputs are kept in (CPU) memory as float16."""
+                 inputs: Callable[[int], Iterable[np.ndarray]], count: int, size: int, batch_size: int = 64,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """``inputs(batch_size)`` yields the prepared images (N, 3, ``size``, ``size``) of the ``count`` training
+        rows in order. The trunk runs once, exported to ONNX Runtime (on a CPU about 5x PyTorch eager's speed for
+        these depthwise convolutions), and its outputs are kept in memory as float16."""
         super().__init__()
         self.backbone = backbone
         self.start = len(backbone.net._blocks) - blocks  # type: ignore[arg-type]
         backbone.requires_grad_(False)
         for module in self.trained_modules():
             module.requires_grad_(True)
-        backbone.eval().to(device)
+        backbone.eval()
+        trunk = _trunk_session(backbone, self.start, size)
         parts: list[list[torch.Tensor]] = [[], [], []]
         done = 0
-        with torch.no_grad():
-            for batch in inputs(batch_size):
-                for part, out in zip(parts, backbone.trunk(torch.from_numpy(batch).to(device), self.start),
-                                     strict=True):
-                    part.append(out.half().cpu())
-                done += len(batch)
-                if progress:
-                    progress(done, count)
+        for batch in inputs(batch_size):
+            for part, out in zip(parts, trunk.run(None, {"images": batch}), strict=True):
+                part.append(torch.from_numpy(out).half())
+            done += len(batch)
+            if progress:
+                progress(done, count)
         if done != count:
             raise ValueError(f"expected {count} training images, got {done}")
         self.activations, self.pooled, self.grids = (torch.cat(part) for part in parts)
@@ -85,6 +90,22 @@ class TrainableTail(nn.Module):
         activations, pooled, grids = (part[rows].to(device).float() for part in (self.activations, self.pooled,
                                                                                  self.grids))
         return self.backbone.tail(activations, pooled, grids, self.start)
+
+
+class _Trunk(nn.Module):
+    def __init__(self, backbone: MultiScaleEfficientNet, blocks: int) -> None:
+        super().__init__()
+        self.backbone, self.blocks = backbone, blocks
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.backbone.trunk(images, self.blocks)
+
+
+def _trunk_session(backbone: MultiScaleEfficientNet, blocks: int, size: int) -> ort.InferenceSession:
+    """The stem and first ``blocks`` blocks as an ONNX Runtime session: images -> (activation, pools, grids)."""
+    buffer = io.BytesIO()
+    to_onnx(_Trunk(backbone, blocks).eval(), size, ["activation", "pooled", "grids"], buffer)
+    return cpu_session(buffer.getvalue())
 
 
 def prepared_batches(prepare: Callable[[Path | bytes], np.ndarray], loaders: Sequence[Callable[[], Path | bytes]],

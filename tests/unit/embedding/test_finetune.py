@@ -32,6 +32,18 @@ def test_trunk_then_tail_gives_the_backbone_features():
             assert torch.allclose(net.tail(*net.trunk(images, start), start), whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("blocks", [16, 11, 1])  # 16: no stage pools yet at the split; 11: no grid pools
+def test_the_stored_trunk_outputs_give_the_backbone_features_through_the_tail(blocks):
+    net = fine_tunable_backbone(NAME, RANDOM_WEIGHTS, blocks)
+    images = np.random.default_rng(0).standard_normal((5, 3, 112, 112)).astype(np.float32)
+    tail = TrainableTail(net, blocks, lambda size: (images[i : i + size] for i in range(0, 5, size)), 5, 112,
+                         batch_size=2)
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(images))
+        got = tail.eval()(torch.tensor([4, 0, 2]))
+    assert torch.allclose(got, expected[[4, 0, 2]], atol=2e-3 * float(expected.abs().max()))
+
+
 def test_fine_tuning_needs_a_multiscale_efficientnet_and_a_block_count_it_has():
     with pytest.raises(BackboneError, match="multi-scale EfficientNet-Lite"):
         fine_tunable_backbone("efficientnet-lite0", RANDOM_WEIGHTS, 1)
@@ -49,7 +61,7 @@ def test_only_the_tail_learns_and_the_export_computes_the_fine_tuned_features(tm
     def inputs(size: int):
         return (prepared[i : i + size] for i in range(0, len(prepared), size))
 
-    tail = TrainableTail(backbone, 2, inputs, len(prepared), batch_size=20)
+    tail = TrainableTail(backbone, 2, inputs, len(prepared), 112, batch_size=20)
     config = TrainConfig(dim=8, hidden=32, m_per_class=8, batch_size=24, max_epochs=4, patience=4, lr=3e-3,
                          tail_lr=1e-3, val_fraction=0.25, fine_tune_blocks=2, bf16=False)
     result = train_head(base(prepared), labels, "bb@1", config, tail=tail)
