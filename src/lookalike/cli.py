@@ -568,10 +568,16 @@ def _serve(settings: Settings, host: str, port: int) -> None:
             uvicorn.run(application, host=host, port=port, log_level="warning")
             return
         AppState.open(settings, engine).close()  # reconciled and calibrated once, before the workers start
+    from lookalike.api.workers import run_workers
+
     os.environ["LOOKALIKE_WORKERS"] = str(settings.workers)
     out.print(f"{banner}, {settings.workers} workers")
-    uvicorn.run("lookalike.api.main:worker_app", factory=True, workers=settings.workers, host=host, port=port,
-                log_level="warning")
+    try:
+        status = run_workers(host, port, settings.workers)
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc}", 2) from exc
+    if status:
+        raise typer.Exit(status)
 
 
 # --- demo ---------------------------------------------------------------------------------------

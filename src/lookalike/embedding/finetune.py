@@ -78,10 +78,14 @@ class TrainableTail(nn.Module):
         return [*net._blocks[self.start :], net._conv_head, net._bn1]
 
     def train(self, mode: bool = True) -> TrainableTail:
-        """Only the tail switches mode: the frozen trunk's batch norms stay in inference mode."""
+        """Only the tail switches mode, and its batch norms keep their pretrained running statistics (their scale
+        and shift still learn), the setting measured in BENCHMARKS.md."""
         self.training = mode
         for module in self.trained_modules():
             module.train(mode)
+            for norm in module.modules():
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                    norm.eval()
         return self
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
