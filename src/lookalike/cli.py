@@ -323,7 +323,7 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
 
     from lookalike.data.photolike import write_photo_like_set
     from lookalike.data.sources import open_source
-    from lookalike.engine import build_featurizer, load_extractor, load_head
+    from lookalike.engine import build_featurizer, fine_tuned_weights, load_extractor, load_head
     from lookalike.evaluation.report import HEADLINE, write_report
     from lookalike.evaluation.run import evaluate as run_evaluate
 
@@ -338,8 +338,9 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
     extractor = load_extractor(settings)
     featurizer = build_featurizer(settings, extractor)
     head = load_head(settings.heads_dir, extractor)
-    pretrained = load_extractor(settings, fine_tuned=False)  # the "frozen backbone" baseline, even after fine-tuning
-    frozen = featurizer if pretrained.fingerprint == extractor.fingerprint else build_featurizer(settings, pretrained)
+    frozen = featurizer  # the "frozen backbone" baseline: the pretrained backbone, even after fine-tuning
+    if baselines and fine_tuned_weights(settings):
+        frozen = build_featurizer(settings, load_extractor(settings, fine_tuned=False))
     with _progress("evaluating") as progress:
         task = progress.tasks[-1].id
 
@@ -351,7 +352,7 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
             "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
             "gallery size": len(gallery_entries)}
     if baselines:
-        meta["frozen backbone"] = pretrained.fingerprint
+        meta["frozen backbone"] = frozen.extractor.fingerprint
     folder = write_report(settings.home / "reports", rows, meta)
     table = Table(title="retrieval accuracy", title_justify="left")
     for column in ("model / queries", "n", *HEADLINE):

@@ -21,6 +21,7 @@ from lookalike.errors import ModelMismatchError
 from lookalike.index.base import IndexManifest, VectorStore
 from lookalike.index.open_store import MilvusConfig, open_store
 from lookalike.ingest import reconcile as reconcile_index
+from lookalike.io.files import safe_file_name
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,7 @@ def index_manifest(extractor: FeatureExtractor, head: EmbeddingHead) -> IndexMan
 
 def head_path(heads_dir: Path, backbone: str) -> Path:
     """Where the active embedding head for a backbone lives."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
-    return heads_dir / f"{safe}.npz"
+    return heads_dir / f"{safe_file_name(backbone)}.npz"
 
 
 def load_head(heads_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:

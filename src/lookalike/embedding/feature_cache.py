@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.io.files import safe_file_name
+
 log = logging.getLogger(__name__)
 
 KEY_DTYPE = "S40"
@@ -24,7 +26,7 @@ class FeatureCache:
     """Append-only store of float16 feature vectors keyed by content key (see ``hashing.content_key``)."""
 
     def __init__(self, root: Path, fingerprint: str, dim: int, flush_every: int = 4096) -> None:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in fingerprint)
+        safe = safe_file_name(fingerprint)
         self.dir = root / safe
         self.dim = dim
         self.flush_every = flush_every
