@@ -86,8 +86,12 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                   f"{ingest['images']} catalog JPEGs of {ingest['image_size']}, backbone `{ingest['backbone']}`, "
                   f"median of {ingest['rounds']} interleaved rounds (eager: first {ingest['eager_images']} images).",
                   "", "| pipeline | images/s |", "|---|---:|",
-                  f"| `lookalike ingest` (decoding overlaps ONNX Runtime; DB, index, save) | {rates['ingest']} |",
-                  f"| bare ONNX backbone on already-decoded tensors | {rates['backbone']} |",
+                  f"| `lookalike ingest` (decoding overlaps one-thread ONNX runs, one per core; DB, index, save) "
+                  f"| {rates['ingest']} |",
+                  f"| bare ONNX backbone on already-decoded tensors, the faster way below | {rates['backbone']} |",
+                  *([f"| - one run at a time on every core | {rates['backbone_one_run']} |",
+                     f"| - one one-thread run per core at once | {rates['backbone_runs_per_core']} |"]
+                    if "backbone_one_run" in rates else []),
                   f"| PyTorch eager, one image at a time | {rates['eager']} |", "",
                   f"Ingest / bare backbone: **{ingest['ingest_vs_backbone']}x**; ingest / PyTorch eager: "
                   f"**{ingest['ingest_vs_eager']}x**. Rounds: `{json.dumps(ingest['all_rounds'])}`.", ""]
