@@ -114,3 +114,49 @@ def test_several_workers_refuse_a_milvus_lite_file(settings) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Milvus Lite" in result.stderr
+
+
+def test_connections_are_dealt_to_the_workers_in_turn(two_workers) -> None:
+    base, server = two_workers
+    deadline = time.monotonic() + 60
+    while not both_answer(base):  # the second worker may still be starting
+        assert time.monotonic() < deadline, "the second worker never answered"
+        time.sleep(0.5)
+    clients = [httpx.Client(base_url=base, timeout=30) for _ in range(8)]
+    pids = [client.get("/api/health").json()["worker"] for client in clients]
+    for client, pid in zip(clients, pids, strict=True):  # each connection stays with its worker
+        assert client.get("/api/health").json()["worker"] == pid
+        client.close()
+    assert len(set(pids)) == 2 and set(pids) <= children_of(server.pid)
+    assert all(a != b for a, b in zip(pids, pids[1:], strict=False)), pids  # alternating: 4 and 4
+
+
+def test_workers_stop_when_the_parent_is_killed(two_workers) -> None:
+    _, server = two_workers
+    workers = children_of(server.pid)  # the two workers and multiprocessing's resource tracker
+    server.kill()
+    server.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.2)
+
+
+def children_of(pid: int) -> set[int]:
+    return set(map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))
+
+
+def process_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def both_answer(base: str) -> bool:
+    """Whether two fresh connections in a row reach two different workers."""
+    pids = set()
+    for _ in range(2):
+        with httpx.Client(base_url=base, timeout=30) as client:
+            pids.add(client.get("/api/health").json()["worker"])
+    return len(pids) == 2

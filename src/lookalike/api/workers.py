@@ -1,86 +1,196 @@
-"""Several server processes on one port, each accepting connections on its own ``SO_REUSEPORT`` socket.
+"""Several server processes on one port: the parent accepts connections and deals them out in turn.
 
-With one listening socket shared by every process (uvicorn's ``--workers``), whichever process the kernel wakes
-first accepts: in one measured run a single worker took 4,284 of the 4,500 searches arriving on 64 keep-alive
-connections, and its queue made the tail. With a socket per process the kernel spreads new connections over
-them by a hash of their addresses (splits of 59/41, 50/50 and 56/44 in three runs; BENCHMARKS.md).
+A keep-alive connection stays with the process that took it, so how connections are spread is how load is
+spread. With one listening socket shared by every process (uvicorn's ``--workers``), whichever process the kernel
+wakes first accepts: in one measured run a single worker took 4,284 of the 4,500 searches arriving on 64
+connections, and its queue made the tail. A ``SO_REUSEPORT`` socket per process spreads connections by a hash of
+their addresses, which still left splits of 66/34 at times (BENCHMARKS.md). Here the parent accepts every
+connection and passes it (``SCM_RIGHTS``) to the next ready worker in turn, so N connections split as evenly as
+N allows; the parent never touches a byte of a request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
+import selectors
 import signal
 import socket
 import time
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
+
+import uvicorn
 
 log = logging.getLogger(__name__)
 
 APP = "lookalike.api.main:worker_app"
 EARLY_EXIT_S = 20.0  # a worker that dies this soon after starting is failing, not crashing: stop, do not loop
+READY = b"r"  # a worker's message to the parent: it serves connections from now on
+CONNECTION = b"c"  # the parent's message to a worker, with the connection's file descriptor attached
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) that other processes may bind too (``SO_REUSEPORT``)."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on (host, port); raises OSError when it cannot bind."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
+    sock.listen(2048)
     return sock
 
 
-def _worker(host: str, port: int) -> None:
-    import uvicorn
+def _worker(channel: socket.socket) -> None:
+    _PassedConnectionsServer(uvicorn.Config(APP, factory=True, log_level="warning"), channel).run()
 
-    sock = reuseport_socket(host, port)
-    sock.listen(2048)
-    uvicorn.Server(uvicorn.Config(APP, factory=True, log_level="warning")).run(sockets=[sock])
+
+class _PassedConnectionsServer(uvicorn.Server):
+    """uvicorn serving the connections the parent passes over ``channel``, with no listening socket of its own.
+    It stops when the parent goes away (the channel closes)."""
+
+    def __init__(self, config: Any, channel: socket.socket) -> None:
+        super().__init__(config)
+        self.channel = channel
+        self._opening: set[asyncio.Task[Any]] = set()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        if self.should_exit:
+            return
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:  # as uvicorn makes one per accepted connection
+            return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                              app_state=self.lifespan.state, _loop=loop)
+
+        def receive() -> None:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.channel, 16, 64)
+            except BlockingIOError:
+                return
+            if not message:  # the parent is gone
+                loop.remove_reader(self.channel.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                task = loop.create_task(loop.connect_accepted_socket(protocol, socket.socket(fileno=fd)))
+                self._opening.add(task)
+                task.add_done_callback(self._opening.discard)
+
+        self.channel.setblocking(False)
+        loop.add_reader(self.channel.fileno(), receive)
+        self.channel.send(READY)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.channel.fileno() >= 0:
+            asyncio.get_running_loop().remove_reader(self.channel.fileno())
+        await super().shutdown(sockets=sockets)
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    channel: socket.socket  # the parent's end
+    started: float = field(default_factory=time.monotonic)
+    ready: bool = False
 
 
 def run_workers(host: str, port: int, workers: int) -> int:
     """Serve with ``workers`` processes until SIGINT or SIGTERM; a worker that dies is started again. Returns the
     exit status: 0, or 1 when a worker failed right after starting. Raises OSError when the port is taken."""
-    reuseport_socket(host, port).close()  # the port is free (for this kind of socket): fail here, with a message
+    listener = listening_socket(host, port)
+    listener.setblocking(False)
     context = multiprocessing.get_context("spawn")
+    selector = selectors.DefaultSelector()
     stopping = False
+    turn = 0
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    def start() -> tuple[BaseProcess, float]:
-        process = context.Process(target=_worker, args=(host, port), name="lookalike-worker", daemon=False)
+    def start() -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = context.Process(target=_worker, args=(theirs,), name="lookalike-worker", daemon=False)
         process.start()
-        return process, time.monotonic()
+        theirs.close()
+        ours.setblocking(False)
+        worker = _Worker(process, ours)
+        selector.register(ours, selectors.EVENT_READ, worker)
+        return worker
+
+    def retire(worker: _Worker) -> None:
+        """Stop listening to a worker that is exiting (its channel closed) or gone."""
+        worker.ready = False
+        if worker.channel.fileno() in selector.get_map():
+            selector.unregister(worker.channel)
+
+    def hand_over(connection: socket.socket) -> None:
+        """Pass ``connection`` to the next ready worker in turn (closed if none can take it)."""
+        nonlocal turn
+        for _ in range(len(running)):
+            worker = running[turn % len(running)]
+            turn += 1
+            if not worker.ready:
+                continue
+            try:
+                socket.send_fds(worker.channel, [CONNECTION], [connection.fileno()])
+                break
+            except OSError:  # its queue is full, or it just died: the next one
+                continue
+        connection.close()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     running = [start() for _ in range(workers)]
+    accepting = False
     status = 0
     try:
         while not stopping:
-            for i, (process, started) in enumerate(running):
-                if process.is_alive():
+            if not accepting and any(w.ready for w in running):
+                selector.register(listener, selectors.EVENT_READ)
+                accepting = True
+            for key, _ in selector.select(0.5):
+                if key.fileobj is listener:
+                    while True:
+                        try:
+                            connection, _ = listener.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        hand_over(connection)
+                elif key.data.channel.recv(16) == READY:
+                    key.data.ready = True
+                else:  # the worker closed its end: it is exiting
+                    retire(key.data)
+            for i, worker in enumerate(running):
+                if worker.process.is_alive():
                     continue
-                if time.monotonic() - started < EARLY_EXIT_S:
-                    log.error("a server worker exited (status %s) right after starting; stopping", process.exitcode)
+                retire(worker)
+                worker.channel.close()
+                if time.monotonic() - worker.started < EARLY_EXIT_S:
+                    log.error("a server worker exited (status %s) right after starting; stopping",
+                              worker.process.exitcode)
                     status, stopping = 1, True
                     break
-                log.warning("server worker %s exited (status %s); starting another", process.pid, process.exitcode)
+                log.warning("server worker %s exited (status %s); starting another", worker.process.pid,
+                            worker.process.exitcode)
                 running[i] = start()
-            time.sleep(0.5)
     finally:
-        for process, _ in running:
-            process.terminate()
-        for process, _ in running:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+        listener.close()
+        for worker in running:
+            worker.process.terminate()
+        for worker in running:
+            worker.process.join(30)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.channel.close()
+        selector.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
