@@ -142,6 +142,24 @@ def test_workers_stop_when_the_parent_is_killed(two_workers) -> None:
         time.sleep(0.2)
 
 
+def test_workers_still_starting_stop_when_the_parent_is_killed(settings, catalog_dir: Path) -> None:
+    ingested(settings, catalog_dir)
+    env = {**os.environ, "LOOKALIKE_HOME": str(settings.home), "LOOKALIKE_MODELS_DIR": str(settings.models_dir)}
+    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", "0", "--workers", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(workers := children_of(server.pid)) < 3:  # two workers and the resource tracker, none ready yet
+        assert server.poll() is None and time.monotonic() < deadline, "the workers were never started"
+        time.sleep(0.05)
+    server.kill()
+    server.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.2)
+    assert b"Traceback" not in server.stderr.read()  # type: ignore[union-attr]
+
+
 def children_of(pid: int) -> set[int]:
     return set(map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))
 

@@ -7,16 +7,22 @@ connections, and its queue made the tail. A ``SO_REUSEPORT`` socket per process 
 their addresses, which still left splits of 66/34 at times (BENCHMARKS.md). Here the parent accepts every
 connection and passes it (``SCM_RIGHTS``) to the next ready worker in turn, so N connections split as evenly as
 N allows; the parent never touches a byte of a request.
+
+A worker stops when the parent dies: its channel closes, and on Linux the kernel also sends it SIGTERM
+(``PR_SET_PDEATHSIG``), which reaches a worker that is still starting and not yet reading its channel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import os
 import selectors
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -46,8 +52,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(channel: socket.socket) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker(channel: socket.socket, parent: int) -> None:
+    _terminate_with_parent(parent)
     _PassedConnectionsServer(uvicorn.Config(APP, factory=True, log_level="warning"), channel).run()
+
+
+def _terminate_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        sys.exit(0)
 
 
 class _PassedConnectionsServer(uvicorn.Server):
@@ -84,9 +102,13 @@ class _PassedConnectionsServer(uvicorn.Server):
                 self._opening.add(task)
                 task.add_done_callback(self._opening.discard)
 
+        try:
+            self.channel.send(READY)
+        except OSError:  # the parent is gone already
+            self.should_exit = True
+            return
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), receive)
-        self.channel.send(READY)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.channel.fileno() >= 0:
@@ -118,7 +140,7 @@ def run_workers(host: str, port: int, workers: int) -> int:
 
     def start() -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        process = context.Process(target=_worker, args=(theirs,), name="lookalike-worker", daemon=False)
+        process = context.Process(target=_worker, args=(theirs, os.getpid()), name="lookalike-worker", daemon=False)
         process.start()
         theirs.close()
         ours.setblocking(False)
