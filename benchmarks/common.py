@@ -26,10 +26,21 @@ CATALOG_SIZE = (600, 800)  # width, height of a typical product photo
 
 
 def machine() -> str:
+    """The CPU model (sessions run on different hosts), cores, memory and Python version."""
     cores = os.cpu_count()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     python = sys.version.split()[0]
-    return f"{platform.processor() or platform.machine()}, {cores} cores, {memory:.0f} GiB RAM, Python {python}"
+    return f"{cpu_model()}, {cores} cores, {memory:.0f} GiB RAM, Python {python}"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

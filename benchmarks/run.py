@@ -95,6 +95,13 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                   f"| PyTorch eager, one image at a time | {rates['eager']} |", "",
                   f"Ingest / bare backbone: **{ingest['ingest_vs_backbone']}x**; ingest / PyTorch eager: "
                   f"**{ingest['ingest_vs_eager']}x**. Rounds: `{json.dumps(ingest['all_rounds'])}`.", ""]
+        if "cpu_ms_per_image" in ingest:
+            profile = ingest["cpu_ms_per_image"]
+            lines += ["Profile: CPU ms per image of each step, on one thread (the backbone on one ONNX Runtime thread, "
+                      "as ingest runs it):", "", "| " + " | ".join(profile) + " |",
+                      "|" + "---:|" * len(profile), "| " + " | ".join(str(v) for v in profile.values()) + " |", "",
+                      "Decoding shares the cores with the backbone, so ingest reaches at most backbone / all steps = "
+                      f"**{ingest['ceiling_vs_backbone']}x** the bare backbone on this machine.", ""]
     latency = results.get("latency")
     if latency:
         meta = latency["_meta"]
