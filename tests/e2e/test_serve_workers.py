@@ -134,12 +134,7 @@ def test_connections_are_dealt_to_the_workers_in_turn(two_workers) -> None:
 def test_workers_stop_when_the_parent_is_killed(two_workers) -> None:
     _, server = two_workers
     workers = children_of(server.pid)  # the two workers and multiprocessing's resource tracker
-    server.kill()
-    server.wait(10)
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in workers):
-        assert time.monotonic() < deadline, "workers outlived their parent"
-        time.sleep(0.2)
+    kill_and_wait_for_children(server, workers)
 
 
 def test_workers_still_starting_stop_when_the_parent_is_killed(settings, catalog_dir: Path) -> None:
@@ -151,13 +146,18 @@ def test_workers_still_starting_stop_when_the_parent_is_killed(settings, catalog
     while len(workers := children_of(server.pid)) < 3:  # two workers and the resource tracker, none ready yet
         assert server.poll() is None and time.monotonic() < deadline, "the workers were never started"
         time.sleep(0.05)
+    kill_and_wait_for_children(server, workers)
+    assert b"Traceback" not in server.stderr.read()  # type: ignore[union-attr]
+
+
+def kill_and_wait_for_children(server: subprocess.Popen[bytes], children: set[int]) -> None:
+    """Kill the server's parent process; fail unless every one of ``children`` exits within 30 s."""
     server.kill()
     server.wait(10)
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in workers):
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in process_state(pid) for pid in children):
         assert time.monotonic() < deadline, "workers outlived their parent"
         time.sleep(0.2)
-    assert b"Traceback" not in server.stderr.read()  # type: ignore[union-attr]
 
 
 def children_of(pid: int) -> set[int]:
