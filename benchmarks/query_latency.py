@@ -9,7 +9,9 @@ Starts a real `lookalike serve` over an ingested home, then
 3. open loop: searches arrive at ``--rate`` per second (Poisson arrivals, fixed seed) for ``--seconds`` whatever
    the server's pace, on one server process and on ``--workers``; each latency counts from the request's arrival,
    so time spent waiting for a free connection is charged to the server (no coordinated omission).
-Clients use keep-alive connections and pre-built request bodies, so the client costs little CPU.
+Clients use keep-alive connections and pre-built request bodies, so the client costs little CPU. Each load run
+also reports the server's CPU per search (all its processes) and how many cores it kept busy, and the part of
+each search spent in the handler (``took_ms``: decoding, backbone, index, records) against the whole round trip.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from common import multipart, percentiles, query_jpegs, serve
+from common import multipart, percentiles, process_tree_cpu, query_jpegs, server_process
 
 
 class Client:
@@ -34,6 +36,7 @@ class Client:
     def __init__(self, base: str) -> None:
         url = urlparse(base)
         self.connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        self.handler_ms: list[float] = []  # the server's own ``took_ms`` of each answered search
 
     def search(self, body: bytes, content_type: str) -> tuple[float, int]:
         """(latency ms, status) of one search."""
@@ -42,9 +45,11 @@ class Client:
         response = self.connection.getresponse()
         payload = response.read()
         elapsed = (time.perf_counter() - started) * 1000
-        if response.status == 200 and not json.loads(payload)["results"]:
-            return elapsed, 599  # an empty answer counts as an error
-        return elapsed, response.status
+        if response.status != 200:
+            return elapsed, response.status
+        answer = json.loads(payload)
+        self.handler_ms.append(answer["took_ms"])
+        return elapsed, 200 if answer["results"] else 599  # an empty answer counts as an error
 
     def worker(self) -> int:
         """The pid of the server process that holds this connection (a keep-alive connection stays there)."""
@@ -71,15 +76,31 @@ def sequential(base: str, requests: list[tuple[bytes, str]], warmup: int = 10) -
     return {"requests": len(timings), "errors": errors, **percentiles(timings)}
 
 
-def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` threads searching back to back for ``seconds``."""
+def server_use(server: int | None, clients: list[Client], cpu_before: float, elapsed: float,
+               searches: int) -> dict[str, Any]:
+    """The server's CPU per search and cores kept busy over the run, and its in-handler time percentiles."""
+    handler = [ms for client in clients for ms in client.handler_ms]
+    result = {f"handler_{key}": value for key, value in percentiles(handler).items() if key != "p95_ms"}
+    if server is not None:
+        cpu = process_tree_cpu(server) - cpu_before
+        result |= {"server_cpu_ms_per_search": round(cpu * 1000 / max(searches, 1), 2),
+                   "server_cores_busy": round(cpu / elapsed, 2)}
+    return result
+
+
+def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: float,
+         server: int | None = None) -> dict[str, Any]:
+    """``clients`` threads searching back to back for ``seconds`` (``server``: its pid, to measure its CPU)."""
     timings: list[float] = []
     errors = [0]
+    connections: list[Client] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
     def worker(offset: int) -> None:
         client = Client(base)
+        with lock:
+            connections.append(client)
         i = offset
         local, failed = [], 0
         while time.perf_counter() < stop:
@@ -87,6 +108,8 @@ def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: fl
                 elapsed, status = client.search(*requests[i % len(requests)])
             except (OSError, http.client.HTTPException):
                 client, elapsed, status = Client(base), 0.0, 0
+                with lock:
+                    connections.append(client)
             local.append(elapsed)
             failed += status != 200
             i += clients
@@ -94,6 +117,7 @@ def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: fl
             timings.extend(local)
             errors[0] += failed
 
+    cpu_before = process_tree_cpu(server) if server is not None else 0.0
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(c,)) for c in range(clients)]
     for thread in threads:
@@ -102,11 +126,12 @@ def load(base: str, requests: list[tuple[bytes, str]], clients: int, seconds: fl
         thread.join()
     elapsed = time.perf_counter() - started
     return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(timings), "errors": errors[0],
-            "queries_per_s": round(len(timings) / elapsed, 1), **percentiles(timings)}
+            "queries_per_s": round(len(timings) / elapsed, 1), **percentiles(timings),
+            **server_use(server, connections, cpu_before, elapsed, len(timings))}
 
 
 def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds: float,
-              connections: int = 64, seed: int = 0) -> dict[str, Any]:
+              connections: int = 64, seed: int = 0, server: int | None = None) -> dict[str, Any]:
     """``rate * seconds`` searches arriving at random times over ``seconds`` (a Poisson process with exactly that
     many arrivals), sent over up to ``connections`` keep-alive connections; latency runs from each arrival to its
     response. ``queries_per_s`` is the completed searches over the arrival window, ``drain_s`` how long the last
@@ -121,9 +146,12 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
     lock = threading.Lock()
     per_worker: dict[int, int] = {}
     ready = threading.Barrier(connections + 1)
+    clients: list[Client] = []
 
     def sender() -> None:
         client = Client(base)
+        with lock:
+            clients.append(client)
         try:
             worker = client.worker()
         finally:
@@ -134,6 +162,8 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
                 _, status = client.search(*requests[i % len(requests)])
             except (OSError, http.client.HTTPException):
                 client, status = Client(base), 0
+                with lock:
+                    clients.append(client)
             elapsed = (time.perf_counter() - arrived) * 1000
             with lock:
                 timings.append(elapsed)
@@ -144,6 +174,7 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
     for thread in threads:
         thread.start()
     ready.wait()
+    cpu_before = process_tree_cpu(server) if server is not None else 0.0
     started = time.perf_counter()
     for i, offset in enumerate(arrivals):
         delay = started + offset - time.perf_counter()
@@ -154,10 +185,12 @@ def open_loop(base: str, requests: list[tuple[bytes, str]], rate: float, seconds
         pending.put(None)
     for thread in threads:
         thread.join()
-    drain = time.perf_counter() - started - seconds
+    elapsed = time.perf_counter() - started
+    drain = elapsed - seconds
     return {"rate": rate, "seconds": seconds, "drain_s": round(max(drain, 0.0), 2), "connections": connections,
             "requests": len(timings), "errors": errors[0], "queries_per_s": round(len(timings) / seconds, 1),
-            "per_worker": sorted(per_worker.values(), reverse=True), **percentiles(timings)}
+            "per_worker": sorted(per_worker.values(), reverse=True), **percentiles(timings),
+            **server_use(server, clients, cpu_before, elapsed, len(timings))}
 
 
 def catalog_size(base: str) -> int:
@@ -175,16 +208,16 @@ def run(home: Path, requests: int, clients: int, seconds: float, k: int = 5, rat
     setups = [("batching_on", {"query_batching": "true"}), ("batching_off", {"query_batching": "false"}),
               (f"workers_{workers}", {"workers": str(workers)})]
     for name, env in setups if clients or rate else setups[:1]:
-        with serve(home, **env) as base:
+        with server_process(home, **env) as (base, server):
             result["catalog_items"] = catalog_size(base)
             if name == "batching_on":
                 result["sequential"] = sequential(base, request_bodies[:requests])
             if clients:
                 load(base, request_bodies, clients, min(5.0, seconds))  # warm-up: every worker's first passes
-                result[f"load_{name}"] = load(base, request_bodies, clients, seconds)
+                result[f"load_{name}"] = load(base, request_bodies, clients, seconds, server.pid)
             if rate and name != "batching_off":  # repeated: one run's tail depends on how connections fell
-                result[f"open_loop_{name}"] = [open_loop(base, request_bodies, rate, seconds, seed=run)
-                                               for run in range(OPEN_LOOP_RUNS)]
+                result[f"open_loop_{name}"] = [open_loop(base, request_bodies, rate, seconds, seed=run,
+                                                         server=server.pid) for run in range(OPEN_LOOP_RUNS)]
     return result
 
 

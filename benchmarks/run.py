@@ -114,29 +114,33 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                 lines.append(f"| {latency[name]['catalog_items']:,} items | {seq['requests']} | {seq['p50_ms']} | "
                              f"{seq['p95_ms']} | {seq['p99_ms']} | {seq['errors']} |")
         demo = latency["demo"]
-        lines += ["", "Closed loop: clients search back to back (the server's capacity).", "",
-                  "| server | clients | seconds | queries/s | p50 ms | p95 ms | p99 ms | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "Closed loop: clients search back to back (the server's capacity). Server CPU: all its "
+                  "processes' CPU time per search, and how many of the machine's cores it kept busy; in handler: "
+                  "the search's own `took_ms` (decoding, backbone, index, records), "
+                  "the rest of the latency being HTTP, form parsing and waiting for the handler.", "",
+                  "| server | clients | seconds | queries/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/search "
+                  "| cores busy | in handler p50 / p99 ms |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for key, load in demo.items():
             if key.startswith("load_"):
                 lines.append(f"| {_setup_name(key[5:])} | {load['clients']} | {load['seconds']} | "
                              f"{load['queries_per_s']} | {load['p50_ms']} | {load['p95_ms']} | {load['p99_ms']} | "
-                             f"{load['errors']} |")
+                             f"{load['errors']} | {_server_use(load)} |")
         lines += ["", "Open loop: rate x seconds searches arrive at random times (Poisson) whatever the server's pace, "
                   "over up to 64 keep-alive connections, three runs with other arrival times; latency counts from "
                   "arrival; served /s is the completed searches over the arrival window, and drain the seconds the "
                   "last ones took after it; per process, how the searches fell on the server processes (each "
                   "keep-alive connection stays with the process that accepted it).", "",
                   "| server | offered /s | seconds | served /s | drain s | per process | p50 ms | p95 ms | p99 ms | "
-                  "errors |",
-                  "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "errors | server CPU ms/search | cores busy | in handler p50 / p99 ms |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for key, runs in demo.items():
             if key.startswith("open_loop_"):
                 for i, load in enumerate(runs, 1):
                     lines.append(f"| {_setup_name(key[10:])}, run {i} | {load['rate']:g} | {load['seconds']:g} | "
                                  f"{load['queries_per_s']} | {load['drain_s']} | "
                                  f"{' / '.join(map(str, load.get('per_worker', [])))} | {load['p50_ms']} | "
-                                 f"{load['p95_ms']} | {load['p99_ms']} | {load['errors']} |")
+                                 f"{load['p95_ms']} | {load['p99_ms']} | {load['errors']} | {_server_use(load)} |")
         lines.append("")
     scaled = results.get("scale")
     if scaled:
@@ -154,6 +158,14 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _server_use(load: dict[str, Any]) -> str:
+    """The server CPU, cores busy and in-handler cells of a load run (blank for results made before they were)."""
+    if "server_cpu_ms_per_search" not in load:
+        return " | | "
+    return (f"{load['server_cpu_ms_per_search']} | {load['server_cores_busy']} | "
+            f"{load['handler_p50_ms']} / {load['handler_p99_ms']}")
 
 
 def _setup_name(key: str) -> str:

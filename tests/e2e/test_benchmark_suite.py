@@ -30,6 +30,9 @@ def test_quick_suite_measures_every_stage_and_writes_markdown(tmp_path: Path, mo
     runs = [latency["demo"][key] for key in ("load_batching_on", "load_batching_off", "load_workers_2")]
     runs += latency["demo"]["open_loop_batching_on"] + latency["demo"]["open_loop_workers_2"]
     assert len(runs) == 9 and all(run["errors"] == 0 and run["requests"] > 0 for run in runs)
+    for run in runs:  # the server's own CPU and in-handler time, measured beside the latency
+        assert run["server_cpu_ms_per_search"] > 0 and 0 < run["server_cores_busy"] <= 64
+        assert 0 < run["handler_p50_ms"] <= run["handler_p99_ms"] <= run["p99_ms"]
     assert latency["scaled"]["catalog_items"] == 2000 and latency["scaled"]["sequential"]["errors"] == 0
 
     rows = json.loads((tmp_path / "results" / "scale.json").read_text())["rows"]
@@ -43,4 +46,4 @@ def test_quick_suite_measures_every_stage_and_writes_markdown(tmp_path: Path, mo
     assert text.count("<!-- speed-suite:begin -->") == 1
     assert re.search(r"\| 2,000 items \| 20 \| [\d.]+ \|", text)
     assert "micro-batching on" in text and "Ingest / bare backbone" in text
-    assert "2 processes (`--workers 2`)" in text and "Open loop" in text
+    assert "2 processes (`--workers 2`)" in text and "Open loop" in text and "server CPU ms/search" in text
