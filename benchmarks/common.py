@@ -1,4 +1,5 @@
-"""What the benchmarks share: realistic catalog JPEGs, a real `lookalike serve` process, percentiles, the machine."""
+"""What the benchmarks share: realistic catalog JPEGs, a real `lookalike serve` process and its CPU use, percentiles,
+the machine."""
 
 from __future__ import annotations
 
@@ -141,13 +142,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(home: Path, **env: str) -> Iterator[str]:
-    """A real `lookalike serve` over ``home`` on a free port; yields its base URL."""
-    with server_process(home, **env) as (base, _):
-        yield base
 
 
 @contextlib.contextmanager
