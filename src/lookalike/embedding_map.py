@@ -1,11 +1,20 @@
-"""The catalog projected to 2-D for the dashboard's map: a seeded sample, PCA then t-SNE, cached per index version."""
+"""The catalog projected to 2-D for the dashboard's map: a seeded sample, PCA then t-SNE, cached per index version.
+
+:class:`MapJob` computes it in one background thread at a time and says meanwhile how far it got."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,34 +25,84 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 4000
+TSNE_ITERATIONS = 500
+TSNE_START = 0.1  # the share of the work done when t-SNE starts iterating: its iterations take nearly all the time
+
+Progress = Callable[[float, str], None]  # (fraction done, what it is doing)
 
 
-def compute_map(engine: Engine, max_points: int = MAX_POINTS, seed: int = 0) -> dict[str, Any]:
+def _ignore(fraction: float, stage: str) -> None:
+    pass
+
+
+@contextmanager
+def _counting_calls(code: CodeType | None, on_call: Callable[[int], None]) -> Iterator[None]:
+    """``on_call(n)`` at the n-th call of the function whose code is ``code``, in this thread only (a profile hook:
+    scikit-learn's t-SNE has no progress callback, but calls its objective once per iteration)."""
+    if code is None:  # another scikit-learn: no iteration counts, the stages still show
+        yield
+        return
+    calls = 0
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code is code:
+            calls += 1
+            on_call(calls)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
+
+
+def _tsne(vectors: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
+    """2-D t-SNE of ``vectors``, reporting each iteration (from TSNE_START to 1)."""
+    from sklearn.manifold import TSNE, _t_sne
+
+    def iteration(i: int) -> None:
+        progress(TSNE_START + (1 - TSNE_START) * min(i, TSNE_ITERATIONS) / TSNE_ITERATIONS,
+                 f"t-SNE, iteration {min(i, TSNE_ITERATIONS)} of {TSNE_ITERATIONS}")
+
+    objective = getattr(getattr(_t_sne, "_kl_divergence_bh", None), "__code__", None)
+    with _counting_calls(objective, iteration):
+        return TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(vectors) - 1) / 3),
+                    max_iter=TSNE_ITERATIONS).fit_transform(vectors)
+
+
+def compute_map(engine: Engine, max_points: int = MAX_POINTS, seed: int = 0,
+                progress: Progress = _ignore) -> dict[str, Any]:
     """Points ``{id, x, y, category}`` for a sample of the catalog, coordinates scaled to [0, 1]."""
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
 
+    progress(0.0, "sampling the catalog")
     ids = engine.store.ids()
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(ids, size=min(max_points, len(ids)), replace=False)) if len(ids) else ids
     records = engine.catalog.get_items(sample.tolist())
     chosen = [int(i) for i in sample if int(i) in records]
+    progress(0.02, f"reading the features of {len(chosen):,} items")
     cache = engine.featurizer.cache
     found, features = cache.get([records[i].content_hash for i in chosen]) if cache else (np.zeros(0, bool), None)
     chosen = [i for i, ok in zip(chosen, found, strict=True) if ok]
     points: list[dict[str, Any]] = []
     if len(chosen) >= 5 and features is not None:
+        progress(0.06, "embedding")
         vectors = engine.embed(features[found])
+        progress(0.08, "PCA")
         reduced = PCA(n_components=min(30, vectors.shape[1], len(chosen) - 1), random_state=seed).fit_transform(vectors)
-        xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(chosen) - 1) / 3),
-                  max_iter=500).fit_transform(reduced)
+        progress(0.09, "t-SNE, finding neighbours")
+        xy = _tsne(reduced, seed, progress)
         xy = (xy - xy.min(axis=0)) / np.maximum(np.ptp(xy, axis=0), 1e-9)
         points = [{"id": i, "x": round(float(x), 5), "y": round(float(y), 5), "category": records[i].category}
                   for i, (x, y) in zip(chosen, xy, strict=True)]
+    progress(1.0, "done")
     return {"model_version": engine.model_version, "items": len(ids), "points": points}
 
 
-def load_or_compute_map(engine: Engine, path: Path) -> dict[str, Any]:
+def load_or_compute_map(engine: Engine, path: Path, progress: Progress = _ignore) -> dict[str, Any]:
     """The cached map when it was made for this model and roughly this catalog size, else a new one."""
     try:
         cached = json.loads(path.read_text())
@@ -52,9 +111,68 @@ def load_or_compute_map(engine: Engine, path: Path) -> dict[str, Any]:
             return cached
     except (OSError, ValueError, KeyError):
         pass
-    result = compute_map(engine)
+    result = compute_map(engine, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)
     return result
+
+
+@dataclass(frozen=True)
+class MapProgress:
+    """How far the computation got: what the API answers (202) until the map is ready."""
+
+    progress: float
+    stage: str
+    elapsed_s: float
+    status: str = "computing"
+
+
+class MapFailed(RuntimeError):
+    """The last computation raised; the next :meth:`MapJob.poll` starts another."""
+
+
+class MapJob:
+    """The map of one catalog (cached at ``path``), computed in a background thread: however many ask at once,
+    one computation runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._result: dict[str, Any] | None = None
+        self._running = False
+        self._error: str | None = None
+        self._progress = (0.0, "starting")
+        self._started = 0.0
+
+    def poll(self, engine: Engine) -> dict[str, Any] | MapProgress:
+        """The finished map for the engine's model, else its progress (starting a computation unless one runs).
+        Raises :class:`MapFailed` once after a computation failed."""
+        with self._lock:
+            if self._result is not None and self._result["model_version"] == engine.model_version:
+                return self._result
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise MapFailed(error)
+            if not self._running:
+                self._running, self._progress, self._started = True, (0.0, "starting"), time.monotonic()
+                threading.Thread(target=self._run, args=(engine,), daemon=True, name="embedding-map").start()
+            fraction, stage = self._progress
+            return MapProgress(round(fraction, 4), stage, round(time.monotonic() - self._started, 1))
+
+    def _report(self, fraction: float, stage: str) -> None:
+        self._progress = (fraction, stage)
+
+    def _run(self, engine: Engine) -> None:
+        result, error = None, None
+        try:
+            result = load_or_compute_map(engine, self.path, self._report)
+        except Exception as exc:  # reported to the client that polls next
+            log.exception("the embedding map could not be computed")
+            error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._running = False
+            if result is not None:
+                self._result = result
+            self._error = error

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, JSONResponse
 
 from lookalike.api.deps import State
 from lookalike.api.schemas import Category, Health, HistoryEntry, Stats
-from lookalike.embedding_map import load_or_compute_map
+from lookalike.api.state import AppState
+from lookalike.embedding_map import MapFailed, MapJob, MapProgress
 from lookalike.evaluation.report import latest_report
 
 router = APIRouter(prefix="/api", tags=["catalog"])
@@ -52,22 +52,33 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _compute_map(state: Any) -> None:
+def _map_job(request: Request, state: AppState) -> MapJob:
+    """The app's map job, made on first use (``map_lock`` keeps it one when requests race)."""
+    with state.map_lock:
+        job = getattr(request.app.state, "map_job", None)
+        if job is None:
+            job = request.app.state.map_job = MapJob(state.settings.index_dir / "embedding-map.json")
+        return job
+
+
+MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "still being computed: how far it got; ask again shortly"},
+    500: {"description": "the computation failed; asking again retries"},
+}
+
+
+@router.get("/embedding-map", responses=MAP_RESPONSES)
+def embedding_map(request: Request, state: State) -> Any:
+    """The catalog projected to 2-D (a sample), computed once per index version in a background thread; until it is
+    ready, 202 with ``{"status": "computing", "progress": 0..1, "stage", "elapsed_s"}``."""
     try:
-        state.embedding_map = load_or_compute_map(state.engine, state.settings.index_dir / "embedding-map.json")
-    finally:
-        state.map_lock.release()
-
-
-@router.get("/embedding-map", responses={202: {"description": "still being computed; ask again shortly"}})
-def embedding_map(state: State) -> Any:
-    """The catalog projected to 2-D (a sample), computed once per index version in the background."""
-    current = state.embedding_map
-    if current and current["model_version"] == state.engine.model_version:
-        return current
-    if state.map_lock.acquire(blocking=False):
-        threading.Thread(target=_compute_map, args=(state,), daemon=True, name="embedding-map").start()
-    return JSONResponse({"status": "computing"}, status_code=status.HTTP_202_ACCEPTED)
+        found = _map_job(request, state).poll(state.engine)
+    except MapFailed as error:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR,
+                            f"the embedding map could not be computed ({error}); ask again to retry") from error
+    if isinstance(found, MapProgress):
+        return JSONResponse(asdict(found), status_code=status.HTTP_202_ACCEPTED, headers={"Retry-After": "1"})
+    return found
 
 
 @router.get("/report")
