@@ -23,7 +23,9 @@ from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
 
 if TYPE_CHECKING:
+    from lookalike.embedding.head import EmbeddingHead
     from lookalike.embedding.triplet import TrainConfig
+    from lookalike.search import SearchService
 
 app = typer.Typer(help="Lookalike: visual search for fashion catalogs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -47,6 +49,16 @@ def _errors() -> Iterator[None]:
         yield
     except LookalikeError as exc:
         raise _fail(str(exc)) from None
+
+
+UNTRAINED_HEADS = {"identity": "no embedding head is trained yet", "pca": "the embedding head is unsupervised (PCA)"}
+
+
+def _hint_untrained(head: EmbeddingHead) -> None:
+    """One line on stderr when the active head was not trained on labelled images."""
+    if head.kind in UNTRAINED_HEADS:
+        console.print(f"[yellow]hint:[/] {UNTRAINED_HEADS[head.kind]}; `lookalike train PATH` learns one from a "
+                      "labelled catalog, for closer matches")
 
 
 @contextmanager
@@ -119,6 +131,8 @@ def ingest(
     settings = get_settings()
     with _errors():
         entries = open_source(path, split=split) if path is not None else []
+        if path is not None and not entries:
+            raise _fail(f"nothing to ingest: no images in {path}{f' (split {split!r})' if split else ''}")
         engine = open_engine(settings, fresh_index=reindex, reconcile=not reindex)
         try:
             if reindex:
@@ -133,6 +147,9 @@ def ingest(
                 _print_ingest(result, len(engine.store))
                 if report:
                     report.write_text(json.dumps([{"path": p, "reason": r} for p, r in result.failures], indent=2))
+                if result.failures and not result.added and not result.already_present:
+                    raise _fail(f"nothing was ingested: none of the {result.seen} images could be read "
+                                "(the reasons are listed above)")
         finally:
             engine.close()
 
@@ -298,8 +315,10 @@ def _remove_unused_backbones(settings: Settings, name: str, head) -> None:  # no
 def evaluate(
     queries: Annotated[Path | None, typer.Option(help="Query catalog (folder or manifest).")] = None,
     gallery: Annotated[Path | None, typer.Option(help="Gallery catalog; default the query manifest.")] = None,
-    query_split: Annotated[str | None, typer.Option(help="Split of the query manifest.")] = "test",
-    gallery_split: Annotated[str | None, typer.Option(help="Split of the gallery manifest.")] = "train",
+    query_split: Annotated[str | None, typer.Option(
+        help='Split of the query manifest (default test; "" or no split column: all rows).')] = None,
+    gallery_split: Annotated[str | None, typer.Option(
+        help='Split of the gallery manifest (default train; "" or no split column: all rows).')] = None,
     baselines: Annotated[bool, typer.Option(help="Also measure raw pixels and the frozen backbone.")] = False,
     photo_like: Annotated[int, typer.Option(help="Also query with N photo-like renderings of the queries.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries (seeded sample).")] = None,
@@ -327,8 +346,13 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
     from lookalike.evaluation.report import HEADLINE, write_report
     from lookalike.evaluation.run import evaluate as run_evaluate
 
-    query_entries = open_source(query_source, split=query_split if query_source.is_file() else None)
-    gallery_entries = open_source(gallery_source, split=gallery_split if gallery_source.is_file() else None)
+    query_split = _split(query_source, query_split, "test", "--query-split", "queries")
+    gallery_split = _split(gallery_source, gallery_split, "train", "--gallery-split", "gallery")
+    if query_source.resolve() == gallery_source.resolve() and query_split == gallery_split:
+        raise _fail(f"the queries and the gallery are the same rows of {query_source}: every query would find "
+                    "itself; give another --gallery, or a manifest with a split column", 2)
+    query_entries = open_source(query_source, split=query_split)
+    gallery_entries = open_source(gallery_source, split=gallery_split)
     if limit:
         query_entries = random.Random(0).sample(query_entries, min(limit, len(query_entries)))
     sets = {"clean": query_entries}
@@ -354,13 +378,33 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
     if baselines:
         meta["frozen backbone"] = frozen.extractor.fingerprint
     folder = write_report(settings.home / "reports", rows, meta)
-    table = Table(title="retrieval accuracy", title_justify="left")
-    for column in ("model / queries", "n", *HEADLINE):
-        table.add_column(column)
-    for name, m in rows.items():
-        table.add_row(name, str(m.queries), *(f"{m.overall[h]:.4f}" for h in HEADLINE))
-    out.print(table)
+    models = list(dict.fromkeys(name.rsplit(" / ", 1)[0] for name in rows))
+    for query_set in sets:  # a table per query set, a column per model: 63 characters wide for three models
+        table = Table(title=f"retrieval accuracy: {query_set} queries", title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for model in models:
+            table.add_column(model, justify="right", no_wrap=True)
+        found = [rows[f"{model} / {query_set}"] for model in models]
+        table.add_row("queries", *(str(m.queries) for m in found))
+        for h in HEADLINE:
+            table.add_row(h, *(f"{m.overall[h]:.4f}" for m in found))
+        out.print(table)
     out.print(f"report: {folder / 'report.md'}")
+
+
+def _split(source: Path, asked: str | None, default: str, option: str, role: str) -> str | None:
+    """The split of a manifest to use: the one asked for ("" for all rows), else ``default``; all rows, said in one
+    line, when the manifest has no split column and none was asked for. Folders have no splits."""
+    from lookalike.data.sources import has_split_column
+
+    if asked == "" or not source.is_file():
+        return None
+    if has_split_column(source):
+        return asked or default
+    if asked is not None:
+        raise _fail(f'{source} has no split column; {option} "" uses all its rows', 2)
+    console.print(f"{source} has no split column: using all its rows as the {role}")
+    return None
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -386,8 +430,8 @@ def search(
 ) -> None:
     """Find the catalog items most similar to each query image (or, with --together, to all of them)."""
     from lookalike.engine import open_engine
-    from lookalike.errors import ImageDecodeError
-    from lookalike.search import SearchService
+    from lookalike.errors import InvalidRequestError
+    from lookalike.search import SearchService, check_category
 
     settings = get_settings()
     queries = _expand(images)
@@ -398,31 +442,45 @@ def search(
         engine = open_engine(settings)
         service = SearchService(engine)
         try:
+            try:
+                category = check_category(engine, category)
+            except InvalidRequestError as exc:
+                raise _fail(str(exc), 2) from None  # bad input, like an unreadable query
             if together:
                 vector = service.example_vector(list(queries))
                 label = Path(f"{len(queries)} examples: " + ", ".join(q.name for q in queries))
                 _print_response(label, service.search_vectors(vector, k, category)[0], as_json)
-                return
-            batch = settings.batch_size
-            for start in range(0, len(queries), batch):
-                chunk = queries[start : start + batch]
-                try:
-                    responses = service.search_images(list(chunk), k, category)
-                except ImageDecodeError:
-                    responses = [None] * len(chunk)  # type: ignore[list-item]  # find the bad ones one by one
-                    for i, query in enumerate(chunk):
-                        try:
-                            responses[i] = service.search_images([query], k, category)[0]
-                        except ImageDecodeError as exc:
-                            failed += 1
-                            _print_failure(query, str(exc), as_json)
-                for query, response in zip(chunk, responses, strict=True):
-                    if response is not None:
-                        _print_response(query, response, as_json)
+            else:
+                failed = _search_each(service, queries, k, category, as_json, settings.batch_size)
+            _hint_untrained(engine.head)
         finally:
             engine.catalog.close()
     if failed:
         raise typer.Exit(2)
+
+
+def _search_each(service: SearchService, queries: list[Path], k: int, category: str | None, as_json: bool,
+                 batch: int) -> int:
+    """Print the results of each query, a batch at a time; returns how many queries could not be read."""
+    from lookalike.errors import ImageDecodeError
+
+    failed = 0
+    for start in range(0, len(queries), batch):
+        chunk = queries[start : start + batch]
+        try:
+            responses = service.search_images(list(chunk), k, category)
+        except ImageDecodeError:
+            responses = [None] * len(chunk)  # type: ignore[list-item]  # find the bad ones one by one
+            for i, query in enumerate(chunk):
+                try:
+                    responses[i] = service.search_images([query], k, category)[0]
+                except ImageDecodeError as exc:
+                    failed += 1
+                    _print_failure(query, str(exc), as_json)
+        for query, response in zip(chunk, responses, strict=True):
+            if response is not None:
+                _print_response(query, response, as_json)
+    return failed
 
 
 def _print_failure(query: Path, reason: str, as_json: bool) -> None:
@@ -528,9 +586,10 @@ def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             engine.catalog.close()
     if as_json:
         out.print(json.dumps(data, indent=2), markup=False)
-        return
-    for key, value in data.items():
-        out.print(f"[bold]{key}[/]: {value}")
+    else:
+        for key, value in data.items():
+            out.print(f"[bold]{key}[/]: {value}")
+    _hint_untrained(engine.head)
 
 
 # --- serve --------------------------------------------------------------------------------------
@@ -562,6 +621,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
                     "(LOOKALIKE_MILVUS_URI=http://...) or the FAISS store", 2)
     with _errors():
         engine = open_engine(settings)  # a corrupt index is reported here, not traced
+        _hint_untrained(engine.head)
         banner = f"Lookalike dashboard: http://{host}:{port}  (API docs: http://{host}:{port}/docs)"
         if settings.workers == 1:
             application = create_app(settings, engine)

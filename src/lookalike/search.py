@@ -160,3 +160,15 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1)
+
+
+def check_category(engine: Engine, category: str | None) -> str | None:
+    """The category filter to search with: None for none; InvalidRequestError naming the known categories for one
+    the catalog does not have (an empty catalog passes: the search says it is empty)."""
+    if not category or len(engine.store) == 0:
+        return category or None
+    known = engine.store.category_counts()
+    if category not in known:
+        names = ", ".join(sorted(known)[:20]) or "none"
+        raise InvalidRequestError(f"unknown category {category!r}; known: {names}")
+    return category

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ def lookalike(tmp_path: Path, models_dir: Path, extractor):  # extractor: export
     env = {**os.environ, "LOOKALIKE_HOME": str(tmp_path / "home"), "LOOKALIKE_MODELS_DIR": str(models_dir),
            "LOOKALIKE_BATCH_SIZE": "8"}
 
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True,
-                                text=True, timeout=300)
+    def run(*args: str, ok: bool = True, **more_env: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env={**env, **more_env},
+                                capture_output=True, text=True, timeout=300)
         if ok:
             assert result.returncode == 0, result.stderr
         return result
@@ -36,8 +37,9 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     (bad / "stripes" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     first = lookalike("ingest", str(catalog_dir))
     assert "added 18 of 18 images" in first.stdout
-    second = lookalike("ingest", str(bad), "--report", str(tmp_path / "skipped.json"))
-    assert "1 skipped" in second.stdout and "corrupt.png" in second.stdout
+    second = lookalike("ingest", str(bad), "--report", str(tmp_path / "skipped.json"), ok=False)
+    assert second.returncode == 1 and "1 skipped" in second.stdout and "corrupt.png" in second.stdout
+    assert "nothing was ingested" in _said(second.stderr) and "Traceback" not in second.stderr
     assert json.loads((tmp_path / "skipped.json").read_text())[0]["path"].endswith("corrupt.png")
     again = lookalike("ingest", str(catalog_dir))
     assert "added 0 of 18 images (18 already in the catalog" in again.stdout
@@ -50,6 +52,7 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
         assert {"id", "score", "category", "path"} <= set(line["results"][0])
     hits = sum(Path(line["query"]).parent.name == line["results"][0]["category"] for line in lines)
     assert hits >= 5
+    assert _said(result.stderr).count("`lookalike train PATH`") == 1  # untrained (identity) head: one hint
 
     filtered = lookalike("search", str(next(query_dir.rglob("*.jpg"))), "--category", "checks", "--json")
     assert {r["category"] for r in json.loads(filtered.stdout)["results"]} == {"checks"}
@@ -61,14 +64,22 @@ def test_ingest_search_info_train(lookalike, catalog_dir: Path, query_dir: Path,
     assert "reindexed 18 catalog items" in trained.stdout
     info = json.loads(lookalike("info", "--json").stdout)
     assert info["dim"] == 8 and info["head"].startswith("pca-8@") and info["index"]["count"] == 18
-    assert len(lookalike("search", str(query_dir), "--json").stdout.splitlines()) == 6
+    searched = lookalike("search", str(query_dir), "--json")
+    assert len(searched.stdout.splitlines()) == 6
+    assert "unsupervised (PCA); `lookalike train PATH`" in _said(searched.stderr)
 
     trained = lookalike("train", str(catalog_dir), "--dim", "16", "--epochs", "3", "--miner", "batch-hard",
                         "--augment", "6")
     assert "trained head triplet-16@" in trained.stdout and "on 24 images and views" in trained.stdout
     assert "best validation precision@1" in trained.stdout and "reindexed 18 catalog items" in trained.stdout
-    info = json.loads(lookalike("info", "--json").stdout)
-    assert info["head"].startswith("triplet-16@") and info["index"]["dim"] == 16
+    info = lookalike("info", "--json")
+    assert json.loads(info.stdout)["head"].startswith("triplet-16@") and json.loads(info.stdout)["index"]["dim"] == 16
+    assert "lookalike train" not in info.stderr + lookalike("search", str(query_dir)).stderr  # trained: no hint
+
+
+def _said(text: str) -> str:
+    """Console text with rich's line wrapping undone."""
+    return " ".join(text.split())
 
 
 def _report(result: subprocess.CompletedProcess[str]) -> dict:
@@ -150,3 +161,75 @@ def test_import_fashion_mnist_then_ingest_one_split(lookalike, tmp_path: Path) -
     assert "added 6 of 6 images" in result.stdout
     info = json.loads(lookalike("info", "--json").stdout)
     assert set(info["categories"]) == set(fm.CATEGORIES[:6])
+
+
+def test_search_with_an_unknown_category_names_the_known_ones(lookalike, catalog_dir: Path, query_dir: Path) -> None:
+    lookalike("ingest", str(catalog_dir))
+    query = str(next(query_dir.rglob("*.jpg")))
+    for extra in ((), ("--together",), ("--json",)):
+        result = lookalike("search", query, "--category", "Shoes", *extra, ok=False)
+        assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+        assert "unknown category 'Shoes'; known: checks, circles, stripes" in _said(result.stderr)
+
+
+def test_an_ingest_that_reads_nothing_fails_and_a_partial_one_succeeds(lookalike, catalog_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    images = sorted(catalog_dir.rglob("*.png"))[:2]
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    missing = tmp_path / "missing.csv"
+    missing.write_text("path,category\nnowhere/a.png,circles\nnowhere/b.png,checks\ncorrupt.png,checks\n")
+    result = lookalike("ingest", str(missing), ok=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "added 0 of 3 images" in result.stdout and "a.png" in result.stdout and "corrupt.png" in result.stdout
+    assert "nothing was ingested: none of the 3 images could be read" in _said(result.stderr)
+
+    (tmp_path / "empty" / "circles").mkdir(parents=True)
+    (tmp_path / "empty" / "circles" / "notes.txt").write_text("not an image")
+    result = lookalike("ingest", str(tmp_path / "empty"), ok=False)
+    assert result.returncode == 1 and f"nothing to ingest: no images in {tmp_path / 'empty'}" in _said(result.stderr)
+
+    partial = tmp_path / "partial.csv"
+    partial.write_text("path,category\n" + "".join(f"{p},{p.parent.name}\n" for p in images)
+                       + "nowhere/a.png,circles\ncorrupt.png,checks\n")
+    result = lookalike("ingest", str(partial))
+    assert "added 2 of 4 images (0 already in the catalog, 2 skipped)" in result.stdout
+    assert "a.png" in result.stdout and "corrupt.png" in result.stdout and "error" not in result.stderr
+
+
+def test_evaluate_on_manifests_without_a_split_column(lookalike, catalog_dir: Path, query_dir: Path,
+                                                      tmp_path: Path) -> None:
+    queries, gallery = tmp_path / "queries.csv", tmp_path / "gallery.csv"
+    for manifest, folder in ((queries, query_dir), (gallery, catalog_dir)):
+        manifest.write_text("path,category\n" + "".join(f"{p},{p.parent.name}\n" for p in sorted(folder.rglob("*.*"))))
+    used = lookalike("evaluate", "--queries", str(queries), "--gallery", str(gallery))  # no split asked: all rows
+    assert f"{queries} has no split column: using all its rows as the queries" in _said(used.stderr)
+    assert f"{gallery} has no split column: using all its rows as the gallery" in _said(used.stderr)
+    report = _report(used)
+    assert report["rows"]["identity head / clean"]["queries"] == 6 and report["meta"]["gallery size"] == 18
+
+    for option, value in (("--query-split", "test"), ("--gallery-split", "train")):
+        refused = lookalike("evaluate", "--queries", str(queries), "--gallery", str(gallery), option, value, ok=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        side = queries if option == "--query-split" else gallery
+        assert f"{side} has no split column; {option} \"\" uses all its rows" in _said(refused.stderr)
+    everything = lookalike("evaluate", "--queries", str(queries), "--gallery", str(gallery), "--query-split", "",
+                           "--gallery-split", "")
+    assert _report(everything)["rows"]["identity head / clean"]["queries"] == 6 and "split" not in everything.stderr
+
+    itself = lookalike("evaluate", "--queries", str(queries), ok=False)  # the gallery defaults to the same rows
+    assert itself.returncode == 2 and "Traceback" not in itself.stderr
+    assert "every query would find itself" in _said(itself.stderr)
+
+
+def test_evaluate_table_fits_80_columns(lookalike, catalog_dir: Path, query_dir: Path) -> None:
+    from lookalike.evaluation.report import HEADLINE
+
+    result = lookalike("evaluate", "--queries", str(query_dir), "--gallery", str(catalog_dir), "--baselines",
+                       "--photo-like", "2", COLUMNS="80")
+    table = result.stdout.split("report:")[0].splitlines()  # the report's path may be longer than 80 characters
+    assert table and all(len(line) <= 80 for line in table), "\n".join(table)
+    for metric in HEADLINE:  # a row per metric and query set, its three values (head, frozen backbone, pixels) intact
+        rows = [line for line in table if re.search(rf"\b{re.escape(metric)}\b", line)]
+        assert len(rows) == 2 and all(len(re.findall(r"\b[01]\.\d{4}\b", row)) == 3 for row in rows), rows
+    for name in ("identity head", "frozen backbone", "raw pixels", "clean", "photo-like"):
+        assert any(name in line for line in table), name

@@ -244,3 +244,9 @@ def _has_column(path: Path, column: str) -> bool:
     except Exception as exc:
         raise CatalogSourceError(f"Could not read manifest {path}: {exc}") from exc
     return column in {str(n).strip() for n in names}
+
+
+def has_split_column(path: Path) -> bool:
+    """Whether ``path`` is a manifest with a ``split`` column (folders have none)."""
+    path = Path(path).expanduser()
+    return path.is_file() and _has_column(path, "split")
