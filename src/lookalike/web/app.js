@@ -27,6 +27,7 @@ const ui = {
   refine: $("#refine-btn"),
   feedbackHint: $("#feedback-hint"),
   results: $("#results"),
+  resultsArea: $("#results-area"),
   resultsEmpty: $("#results-empty"),
   title: $("#results-title"),
   meta: $("#results-meta"),
@@ -91,8 +92,9 @@ function marked(kind) {
 
 function updateRefine() {
   const count = state.feedback.size;
-  ui.refine.hidden = state.queryId === null;
-  ui.feedbackHint.hidden = state.queryId === null || count > 0;
+  const nothingToMark = state.queryId === null || !ui.results.querySelector(".result-card");
+  ui.refine.hidden = nothingToMark;
+  ui.feedbackHint.hidden = nothingToMark || count > 0;
   ui.refine.disabled = count === 0;
   ui.refine.textContent = count ? `Refine (${marked("like").length} more like, ${marked("dislike").length} less like)`
     : "Refine";
@@ -162,7 +164,7 @@ function showResults(action, response) {
   map.setHighlight({ results: response.results, sourceId: action.type === "similar" ? action.id : undefined });
 }
 
-function showError(error) {
+function showError(error, action) {
   ui.results.replaceChildren();
   state.queryId = null;
   state.feedback.clear();
@@ -170,7 +172,9 @@ function showError(error) {
   ui.meta.textContent = "No results";
   ui.resultsEmpty.hidden = true;
   let text = error instanceof ApiError ? error.message : `Something went wrong: ${error.message || error}`;
-  if (error instanceof ApiError && error.status === 400) text = `This file couldn't be read as an image: ${text}`;
+  if (error instanceof ApiError && error.status === 400 && action.type === "upload") {
+    text = `${action.extras ? "One of the files" : "This file"} couldn't be read as an image: ${text}`;
+  }
   if (error instanceof ApiError && error.status === 409 && state.catalogEmpty) {
     text += " Add images with `lookalike ingest PATH`, then reload this page.";
   }
@@ -185,7 +189,7 @@ async function run(action, fetchResults, text) {
     refreshHistory();
     forYou.refresh();
   } catch (error) {
-    if (error.name !== "AbortError") showError(error);
+    if (error.name !== "AbortError") showError(error, action);
   } finally {
     if (state.controller === controller) {
       setLoading(false);
@@ -271,6 +275,12 @@ async function init() {
   ui.dedupe.addEventListener("change", rerun);
   ui.refine.addEventListener("click", () => refine());
   $("#history-refresh").addEventListener("click", refreshHistory);
+  $("#skip-to-results").addEventListener("click", (event) => {
+    event.preventDefault();
+    if (ui.resultsArea.closest("[hidden]")) tabs.show("search");
+    ui.resultsArea.focus({ preventScroll: true });
+    ui.resultsArea.scrollIntoView({ block: "start" });
+  });
   tabs.fromHash();
   shopperId();
   const loaded = await Promise.allSettled([loadCategories(), loadStats(), refreshHistory(), forYou.refresh()]);

@@ -66,21 +66,29 @@ export function createCropper({ surface, image, box, onChange }) {
   };
 }
 
-/** The `region` (fractions) of a loaded <img> as a JPEG Blob. */
-export function cropToBlob(image, region) {
-  const sx = Math.round(region.x * image.naturalWidth);
-  const sy = Math.round(region.y * image.naturalHeight);
-  const sw = Math.max(1, Math.round(region.w * image.naturalWidth));
-  const sh = Math.max(1, Math.round(region.h * image.naturalHeight));
+export const MAX_SIDE = 2048;
+const WHOLE = { x: 0, y: 0, w: 1, h: 1 };
+
+/** The `region` (fractions; default all) of a decoded image (a loaded <img> or an ImageBitmap) as a JPEG Blob,
+ * scaled down to at most MAX_SIDE px on its long side, as shops do: the server need not see 48 megapixels. */
+export function toJpeg(image, region = WHOLE) {
+  const width = image.naturalWidth ?? image.width;
+  const height = image.naturalHeight ?? image.height;
+  const sx = Math.round(region.x * width);
+  const sy = Math.round(region.y * height);
+  const sw = Math.max(1, Math.round(region.w * width));
+  const sh = Math.max(1, Math.round(region.h * height));
+  const scale = Math.min(1, MAX_SIDE / Math.max(sw, sh));
   const canvas = document.createElement("canvas");
-  canvas.width = sw;
-  canvas.height = sh;
+  canvas.width = Math.max(1, Math.round(sw * scale));
+  canvas.height = Math.max(1, Math.round(sh * scale));
   const context = canvas.getContext("2d");
   context.fillStyle = "#fff";
-  context.fillRect(0, 0, sw, sh);
-  context.drawImage(image, sx, sy, sw, sh, 0, 0, sw, sh);
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.imageSmoothingQuality = "high";
+  context.drawImage(image, sx, sy, sw, sh, 0, 0, canvas.width, canvas.height);
   return new Promise((resolve, reject) => {
-    canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("could not crop the image"))),
-      "image/jpeg", 0.92);
+    canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("could not encode the image"))),
+      "image/jpeg", 0.9);
   });
 }

@@ -1,13 +1,17 @@
-// The embedding map: Plotly (served locally), points coloured by category, a thumbnail on hover,
-// the last query's results highlighted. Polls while the server is still computing the projection.
+// The embedding map: Plotly (served locally), points coloured by category, a thumbnail on hover, the last query's
+// results highlighted. A tap (or the arrow keys on the focused map, or the list of the last results) chooses a
+// point and shows it below the map; a click, a second tap, Enter or "More like this" opens it. While the server
+// computes the projection, its progress is polled and shown.
 
 import { ApiError, getEmbeddingMap, thumbnailUrl } from "./api.js";
 import { categoryColor } from "./colors.js";
-import { $, setMessage } from "./dom.js";
+import { $, el, setMessage } from "./dom.js";
 
 const PLOTLY_SRC = "/static/vendor/plotly.min.js";
-const POLL_MS = 1000;
+const POLL_MS = 500;
 const HIGHLIGHT = "#14213d";
+const CHOSEN = "#f4a261";
+const DIRECTIONS = { ArrowRight: [1, 0], ArrowLeft: [-1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
 
 let plotlyPromise = null;
 
@@ -26,7 +30,8 @@ function loadPlotly() {
   return plotlyPromise;
 }
 
-const isTouch = () => window.matchMedia?.("(pointer: coarse)").matches ?? false;
+const isTouch = (event) => event?.pointerType === "touch" || event?.type?.startsWith("touch")
+  || (window.matchMedia?.("(pointer: coarse)").matches ?? false);
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 function categoryTraces(points) {
@@ -69,6 +74,27 @@ function highlightTraces(byId, highlight) {
   return traces;
 }
 
+/** The chosen point, ringed; always the last trace (empty when none), so it can be moved alone. */
+const chosenTrace = (point) => ({
+  type: "scatter", mode: "markers", name: "chosen", hoverinfo: "none", showlegend: false,
+  x: point ? [point.x] : [], y: point ? [point.y] : [], customdata: point ? [[point.id, point.category]] : [],
+  marker: { size: 22, color: "rgba(0,0,0,0)", line: { width: 3.5, color: CHOSEN } },
+});
+
+/** The point nearest `from` in an arrow key's direction (a step across counts double), or null at the edge. */
+function nextPoint(points, from, [dx, dy]) {
+  let best = null;
+  let bestCost = Infinity;
+  for (const point of points) {
+    const along = (point.x - from.x) * dx + (point.y - from.y) * dy;
+    const cost = along + 2 * Math.abs((point.x - from.x) * dy - (point.y - from.y) * dx);
+    if (along > 1e-9 && cost < bestCost) [best, bestCost] = [point, cost];
+  }
+  return best;
+}
+
+const formatSeconds = (s) => (s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`);
+
 function weightedMean(hits) {
   if (!hits.length) return null;
   const weights = hits.map((h) => Math.max(1e-3, h.score));
@@ -102,11 +128,62 @@ export function createMap({ onSelect }) {
   const hover = $("#map-hover");
   const hoverImg = $("#map-hover-img");
   const hoverCaption = $("#map-hover-caption");
+  const details = $("#map-details");
+  const resultsList = $("#map-results-list");
   let data = null;
   let byId = new Map();
   let highlight = null;
+  let chosen = null; // the point shown below the map
+  let traceCount = 0;
   let loading = null;
   let Plotly = null;
+
+  const describePoint = (point) => {
+    const rank = highlight?.results.find((r) => r.id === point.id)?.rank;
+    return `Item ${point.id} · ${point.category ?? "uncategorised"}${rank ? ` · #${rank} of the last results` : ""}`;
+  };
+
+  function showDetails() {
+    details.hidden = !chosen;
+    if (!chosen) return;
+    $("#map-details-img").src = thumbnailUrl(chosen.id);
+    $("#map-details-caption").textContent = describePoint(chosen);
+    details.dataset.id = chosen.id;
+  }
+
+  /** Show `point` below the map (scrolled into view: on a phone the map fills the screen) and ring it. */
+  function choose(point) {
+    chosen = point;
+    showDetails();
+    if (point) details.scrollIntoView({ block: "nearest" });
+    const { x, y, customdata } = chosenTrace(point);
+    if (traceCount) Plotly.restyle(plot, { x: [x], y: [y], customdata: [customdata] }, [traceCount - 1]);
+  }
+
+  function onKeydown(event) {
+    if (!data?.points.length) return;
+    if (event.key in DIRECTIONS) {
+      event.preventDefault();
+      const first = byId.get(highlight?.results[0]?.id) ?? data.points[0];
+      choose(chosen ? nextPoint(data.points, chosen, DIRECTIONS[event.key]) ?? chosen : first);
+    } else if ((event.key === "Enter" || event.key === " ") && chosen) {
+      event.preventDefault();
+      onSelect(chosen.id);
+    } else if (event.key === "Escape") {
+      choose(null);
+    }
+  }
+
+  function renderResultsList() {
+    const hits = (highlight?.results ?? []).filter((r) => byId.has(r.id));
+    resultsList.replaceChildren(...hits.map((r) => el("li", {}, [el("button", {
+      type: "button", class: "map-result", dataset: { id: r.id },
+      onfocus: () => choose(byId.get(r.id)), onmouseenter: () => choose(byId.get(r.id)),
+      onclick: () => onSelect(r.id),
+    }, [el("img", { src: thumbnailUrl(r.id), alt: "", width: 40, height: 40, loading: "lazy" }),
+      `#${r.rank} · item ${r.id}`])])));
+    $("#map-results").hidden = !hits.length;
+  }
 
   function showHover(event) {
     const point = event.points?.[0];
@@ -127,19 +204,15 @@ export function createMap({ onSelect }) {
   }
 
   function bindEvents() {
-    plot.on("plotly_hover", showHover);
+    plot.on("plotly_hover", (event) => { if (!isTouch(event.event)) showHover(event); });
     plot.on("plotly_unhover", () => { hover.hidden = true; });
     plot.on("plotly_click", (event) => {
-      const id = event.points?.[0]?.customdata?.[0];
-      // On touch screens the first tap on a point shows it, a second tap on the same point opens it.
-      if (isTouch() && (hover.hidden || hover.dataset.id !== String(id))) {
-        showHover(event);
-        return;
-      }
-      if (id !== null && id !== undefined) {
-        hover.hidden = true;
-        onSelect(Number(id));
-      }
+      const point = byId.get(Number(event.points?.[0]?.customdata?.[0] ?? NaN));
+      if (!point) return;
+      hover.hidden = true;
+      // On touch screens the first tap on a point shows it below the map, a second tap on it opens it.
+      if (isTouch(event.event) && chosen !== point) choose(point);
+      else onSelect(point.id);
     });
   }
 
@@ -152,19 +225,30 @@ export function createMap({ onSelect }) {
   }
 
   async function draw() {
-    const traces = [...categoryTraces(data.points), ...highlightTraces(byId, highlight)];
+    const traces = [...categoryTraces(data.points), ...highlightTraces(byId, highlight), chosenTrace(chosen)];
     const first = !plot.classList.contains("js-plotly-plot");
     await Plotly.react(plot, traces, LAYOUT, CONFIG);
+    traceCount = traces.length;
     if (first) bindEvents();
     describe();
+    showDetails();
+    renderResultsList();
+  }
+
+  /** The server's progress ({progress: 0..1, stage, elapsed_s}) on the bar, with a rough time left. */
+  function showProgress({ progress = 0, stage = "", elapsed_s: elapsed = 0 }) {
+    statusText.textContent = "Computing the map; the first time takes a while…";
+    $("#map-progress-row").hidden = false;
+    $("#map-progress").value = progress;
+    const left = progress > 0.15 ? ` · about ${formatSeconds((elapsed * (1 - progress)) / progress)} left` : "";
+    $("#map-progress-text").textContent = `${Math.round(progress * 100)}% · ${stage}${left}`;
   }
 
   async function fetchUntilReady() {
     for (;;) {
       const { status: code, body } = await getEmbeddingMap();
       if (code === 200) return body;
-      status.hidden = false;
-      statusText.textContent = "Computing the map… this takes a moment the first time.";
+      showProgress(body ?? {});
       await sleep(POLL_MS);
     }
   }
@@ -188,8 +272,12 @@ export function createMap({ onSelect }) {
       loading = null;
     } finally {
       status.hidden = true;
+      $("#map-progress-row").hidden = true;
     }
   }
+
+  plot.addEventListener("keydown", onKeydown);
+  $("#map-details-open").addEventListener("click", () => chosen && onSelect(chosen.id));
 
   return {
     /** Load (once) and draw; later calls only redraw with the latest highlight. */

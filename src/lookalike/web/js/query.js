@@ -2,8 +2,13 @@
 // several images searches for what they share (the first is previewed).
 
 import { createCamera } from "./camera.js";
-import { createCropper, cropToBlob } from "./crop.js";
+import { createCropper, MAX_SIDE, toJpeg } from "./crop.js";
 import { $ } from "./dom.js";
+
+// Larger images are shrunk in the browser before upload (to MAX_SIDE px, JPEG): a 48-megapixel phone photo would
+// exceed the server's upload limit, and no search needs that many pixels.
+const SHRINK_BYTES = 4 * 2 ** 20;
+const SHRINK_PIXELS = 12e6;
 
 const formatBytes = (n) => (n < 1024 ? `${n} B` : n < 2 ** 20 ? `${(n / 1024).toFixed(0)} KB`
   : `${(n / 2 ** 20).toFixed(1)} MB`);
@@ -17,6 +22,25 @@ function imageFiles(list) {
   const files = Array.from(list || []);
   const images = files.filter((file) => file.type.startsWith("image/"));
   return images.length ? images : files.slice(0, 1);
+}
+
+const isLarge = (blob, image) => blob.size > SHRINK_BYTES
+  || (image.naturalWidth ?? image.width) * (image.naturalHeight ?? image.height) > SHRINK_PIXELS;
+const jpegName = (name, prefix = "") => `${prefix}${name.replace(/\.[^.]+$/, "")}.jpg`;
+
+/** `file` ({blob, name}) as it will be sent: shrunk to a JPEG when large, else as it is. `decoded`: the file's
+ * loaded <img>, else it is decoded here; a file the browser cannot decode goes as it is (the server may read it,
+ * or will say what is wrong with it). */
+async function fitted(file, decoded = null) {
+  let bitmap = null;
+  try {
+    const image = decoded ?? (bitmap = await createImageBitmap(file.blob));
+    return isLarge(file.blob, image) ? { blob: await toJpeg(image), name: jpegName(file.name) } : file;
+  } catch {
+    return file;
+  } finally {
+    bitmap?.close();
+  }
 }
 
 /** Show small images (icons, 96 px test images) at a comfortable size; large ones are capped by CSS. */
@@ -49,7 +73,9 @@ export function createQueryInput({ onReady, onError }) {
       : "";
     const more = current.extras.length
       ? ` · +${current.extras.length} more example${current.extras.length === 1 ? "" : "s"}: like all of them` : "";
-    caption.textContent = `${current.name} · ${formatBytes(current.blob.size)}${cropText}${more}`;
+    const shrunk = current.previewOk && isLarge(current.blob, image) ? ` · sent as a JPEG of at most ${MAX_SIDE} px`
+      : "";
+    caption.textContent = `${current.name} · ${formatBytes(current.blob.size)}${shrunk}${cropText}${more}`;
     caption.hidden = false;
   }
 
@@ -75,6 +101,7 @@ export function createQueryInput({ onReady, onError }) {
     enlargeSmall(image);
     current.previewOk = true;
     cropHint.hidden = false;
+    updateCaption();
   });
   image.addEventListener("error", () => {
     if (!current || !image.getAttribute("src")) return;
@@ -105,15 +132,16 @@ export function createQueryInput({ onReady, onError }) {
 
   return {
     hasImage: () => Boolean(current),
-    /** What to send: the crop when one is drawn, else the original bytes. */
+    /** What to send: the crop when one is drawn, else the image; either shrunk when large. */
     async payload() {
       if (!current) return null;
       const region = cropper.region();
+      const extras = await Promise.all(current.extras.map((extra) => fitted(extra)));
       if (region && current.previewOk) {
-        const base = current.name.replace(/\.[^.]+$/, "");
-        return { blob: await cropToBlob(image, region), name: `crop-of-${base}.jpg`, extras: current.extras };
+        return { blob: await toJpeg(image, region), name: jpegName(current.name, "crop-of-"), extras };
       }
-      return { blob: current.blob, name: current.name, extras: current.extras };
+      const sent = await fitted({ blob: current.blob, name: current.name }, current.previewOk ? image : null);
+      return { ...sent, extras };
     },
   };
 }
