@@ -11,9 +11,10 @@ overlap (a model trained to cluster a category can put different items of it clo
 threshold is then the 99th percentile of all nearest scores, so that few different items are ever grouped,
 and ``separable`` is false.
 
-**Groups.** Every item is range-searched for the items at or above the threshold (the vector store's
-``range_search``); the pairs are the edges of a graph whose connected components (single linkage, as a
-union-find would give) are the groups.
+**Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above the threshold (the vector
+store's ``range_search``); the pairs are the edges of a graph whose connected components (single linkage, as a
+union-find would give) are the groups. The bound keeps a low threshold on a large catalog from asking for every
+pair; an item with more copies than that is still joined to the rest through them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ BATCH = 2048
 COPY_QUANTILE = 5
 DISTINCT_QUANTILE = 99
 MAX_DUPLICATE_SHARE = 0.5
+NEIGHBOURS = 32  # the most duplicates range-searched per item
 
 
 def _jpeg(image: Image.Image) -> Image.Image:
@@ -165,24 +167,27 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
     records = list(engine.catalog.iter_items())
     for start in range(0, len(records), BATCH):
         kept, vectors = item_vectors(engine, records[start : start + BATCH])
-        for record, (scores, ids) in zip(kept, engine.store.range_search(vectors, threshold), strict=True):
+        rows = engine.store.range_search(vectors, threshold, limit=NEIGHBOURS + 1)  # + 1: the item itself
+        for record, (scores, ids) in zip(kept, rows, strict=True):
             later = ids > record.id  # each pair once, the item itself left out
-            sources += [record.id] * int(later.sum())
-            targets += ids[later].tolist()
-            weights += scores[later].tolist()
-    if not sources:
+            sources.append(np.full(int(later.sum()), record.id, np.int64))
+            targets.append(ids[later])
+            weights.append(scores[later])
+    if not sources or not sum(map(len, sources)):
         return []
-    nodes = np.unique(np.array(sources + targets, np.int64))
-    src, dst = np.searchsorted(nodes, sources), np.searchsorted(nodes, targets)
+    src_ids, dst_ids = np.concatenate(sources), np.concatenate(targets)
+    nodes = np.unique(np.concatenate([src_ids, dst_ids]))
+    src, dst = np.searchsorted(nodes, src_ids), np.searchsorted(nodes, dst_ids)
     graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes), len(nodes)))
-    _, labels = connected_components(graph, directed=False)
-    edge_label = labels[src]
-    score = np.asarray(weights)
-    groups = [
-        DuplicateGroup(sorted(nodes[labels == g].tolist()), round(float(score[edge_label == g].min()), 6),
-                       round(float(score[edge_label == g].max()), 6))
-        for g in np.unique(labels)
-    ]
+    count, labels = connected_components(graph, directed=False)
+    score = np.concatenate(weights)
+    weakest, strongest = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(weakest, labels[src], score)
+    np.maximum.at(strongest, labels[src], score)
+    order = np.argsort(labels, kind="stable")  # nodes are sorted, so each group's ids stay sorted
+    members = np.split(nodes[order], np.flatnonzero(np.diff(labels[order])) + 1)
+    groups = [DuplicateGroup(ids.tolist(), round(float(weakest[g]), 6), round(float(strongest[g]), 6))
+              for g, ids in zip(np.unique(labels), members, strict=True)]
     return sorted(groups, key=lambda g: (-len(g.ids), g.ids[0]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,6 +12,10 @@ from lookalike.errors import ModelMismatchError
 from lookalike.index.choose import IndexChoice
 
 FORMAT_VERSION = 1
+RANGE_LIMIT = 1024  # the most neighbours a range search returns per query
+RANGE_FIRST_K = 64  # a range search starts with this top-k and widens it where every hit still qualifies
+
+TopK = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (queries, k) -> (scores, ids), best first
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,10 @@ class VectorStore(Protocol):
         """``(scores, ids)``, each (n_queries, k), best first; missing slots have id -1."""
 
     def range_search(
-        self, queries: np.ndarray, min_score: float, category: str | None = None
+        self, queries: np.ndarray, min_score: float, category: str | None = None, limit: int = RANGE_LIMIT
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each query, ``(scores, ids)`` of every stored vector scoring at least ``min_score``, best first.
-
-        FAISS: ``Index.range_search``; Milvus: a search with ``radius``/``range_filter`` search params."""
+        """For each query, ``(scores, ids)`` of the stored vectors scoring at least ``min_score``, best first, at
+        most ``limit`` of them (the best): :func:`range_by_top_k` over the store's own search."""
 
     def ids(self) -> np.ndarray:
         """All ids present."""
@@ -99,3 +103,34 @@ class VectorStore(Protocol):
 
     def close(self) -> None:
         """Release connections (the data stay)."""
+
+
+def checked_queries(queries: np.ndarray, k: int, dim: int) -> np.ndarray:
+    """Queries as contiguous float32 rows; ValueError for the wrong dimension or a k below 1."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+    if queries.shape[1] != dim:
+        raise ValueError(f"query dimension {queries.shape[1]} != index dimension {dim}")
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    return queries
+
+
+def range_by_top_k(top_k: TopK, queries: np.ndarray, min_score: float, limit: int = RANGE_LIMIT,
+                   first_k: int = RANGE_FIRST_K) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A range search as top-k searches: k grows fourfold, up to ``limit``, for the queries whose k-th hit still
+    scores at least ``min_score``. Native range searches are avoided: their result size is unbounded (a low
+    threshold on a large catalog asks for every pair), and FAISS 1.15's HNSW one aborts the process on large
+    batches."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    queries = np.atleast_2d(queries)
+    rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.float32), np.zeros(0, np.int64))] * len(queries)
+    pending, k = np.arange(len(queries)), min(first_k, limit)
+    while len(pending):
+        scores, ids = top_k(queries[pending], k)
+        widen = (ids[:, -1] >= 0) & (scores[:, -1] >= min_score) & (k < limit)
+        for row, row_scores, row_ids in zip(pending[~widen], scores[~widen], ids[~widen], strict=True):
+            keep = (row_ids >= 0) & (row_scores >= min_score)
+            rows[row] = (row_scores[keep].astype(np.float32), row_ids[keep].astype(np.int64))
+        pending, k = pending[widen], min(4 * k, limit)
+    return rows

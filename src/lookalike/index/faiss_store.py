@@ -2,8 +2,13 @@
 category filters, deletes, and atomic, checksummed saves.
 
 Ids are the catalog's integer primary keys, so a dense array maps id -> category code: membership and
-category filters cost no dictionary per item. Indexes that cannot delete in place (HNSW) keep tombstones,
+category filters cost no dictionary per item. Indexes that cannot delete in place (HNSW, IVF) keep tombstones,
 excluded at search time and dropped at the next rebuild.
+
+A category-filtered search is exact at every index type: an HNSW graph walk only visits the query's own
+neighbourhood, so in an embedding that clusters categories it never reaches another category's items (it
+returned nothing). Filtered searches therefore scan the matching items: HNSW's flat vector storage with a
+selector, IVF with every list probed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ import faiss
 import numpy as np
 
 from lookalike.errors import IndexCorruptError, ModelMismatchError
-from lookalike.index.base import FORMAT_VERSION, IndexManifest, checked_batch
+from lookalike.index.base import (
+    FORMAT_VERSION,
+    RANGE_LIMIT,
+    IndexManifest,
+    checked_batch,
+    checked_queries,
+    range_by_top_k,
+)
 from lookalike.index.choose import IndexChoice, choose_index
 from lookalike.index.snapshot import (
     REBUILD_HINT,
@@ -59,6 +71,7 @@ class FaissStore:
         self._size: int | None = None  # len(self), derived from _codes; None after a change
         self._tombstones: set[int] = set()
         self._by_category: dict[int, np.ndarray] = {}
+        self._positions: np.ndarray | None = None  # the inner index's position -> id (IndexIDMap2.id_map)
         self._stamp: str | None = None  # the saved generation this store holds (see refresh)
         self.dirty = False
 
@@ -72,7 +85,9 @@ class FaissStore:
 
     @property
     def _removable(self) -> bool:
-        return not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
+        """Only a flat index deletes in place. HNSW cannot; ``IndexIDMap2.remove_ids`` over IVF breaks the id map
+        (IVF keeps its stored positions while the map is compacted: FAISS aborts on the next removal)."""
+        return isinstance(faiss.downcast_index(self._index.index), faiss.IndexFlat)
 
     def __len__(self) -> int:
         """Items present (asked on every search, so counted once per change rather than per call)."""
@@ -105,9 +120,13 @@ class FaissStore:
                 self._index.train(vectors)
             self._index.add_with_ids(vectors, ids)
             self._codes[ids] = [self._code(c) for c in categories]
-            self._by_category.clear()
+            self._changed()
             self._size = None
             self.dirty = True
+
+    def _changed(self) -> None:
+        self._by_category.clear()
+        self._positions = None
 
     def _grow(self, size: int) -> None:
         if size > len(self._codes):
@@ -127,7 +146,7 @@ class FaissStore:
             else:
                 self._tombstones.update(ids.tolist())
             self._codes[ids] = ABSENT
-            self._by_category.clear()
+            self._changed()
             self._size = None
             self.dirty = True
             return len(ids)
@@ -136,7 +155,9 @@ class FaissStore:
         """(ids, vectors) of every live entry, reconstructed from the index."""
         n = self._index.ntotal
         stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        inner = self._index.index
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexIVF):
+            inner.make_direct_map()  # IVF reconstructs by position only through its direct map
         vectors = _numpy_method(inner, "reconstruct_n")(0, n) if n else np.zeros((0, self.dim), np.float32)
         keep = np.array([i not in self._tombstones and i not in exclude for i in stored_ids.tolist()], bool)
         return stored_ids[keep] if n else stored_ids, vectors[keep] if n else vectors
@@ -150,6 +171,7 @@ class FaissStore:
             index.add_with_ids(vectors, ids)
         self._index, self.key = index, key
         self._tombstones = set()
+        self._changed()
         self.dirty = True
 
     def optimize(self, memory_budget_bytes: int) -> IndexChoice:
@@ -163,14 +185,14 @@ class FaissStore:
 
     # --- searching ----------------------------------------------------------------------------
 
-    def _params(self, k: int, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+    def _params(self, k: int, selector: faiss.IDSelector | None, exhaustive: bool) -> faiss.SearchParameters | None:
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
         elif isinstance(inner, faiss.IndexIVF):
             params = faiss.SearchParametersIVF()
-            params.nprobe = IVF_NPROBE
+            params.nprobe = inner.nlist if exhaustive else min(IVF_NPROBE, inner.nlist)
         elif selector is None:
             return None
         else:
@@ -178,12 +200,6 @@ class FaissStore:
         if selector is not None:
             params.sel = selector
         return params
-
-    def _queries(self, queries: np.ndarray) -> np.ndarray:
-        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
-        return queries
 
     def _selector(self, category: str | None) -> tuple[bool, faiss.IDSelector | None]:
         """``(anything can match, selector)`` for a category filter and the tombstones.
@@ -198,34 +214,36 @@ class FaissStore:
     def search(
         self, queries: np.ndarray, k: int, category: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = self._queries(queries)
+        queries = checked_queries(queries, k, self.dim)
         empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
         with self._lock:
             possible, selector = self._selector(category)
-            if not possible:
+            if not possible or len(queries) == 0:
                 return empty
-            params = self._params(k, selector)
             apply_to_current_thread()
+            inner = faiss.downcast_index(self._index.index)
+            if selector is not None and category is not None and isinstance(inner, faiss.IndexHNSW):
+                return self._scan_storage(inner, queries, k, selector)
+            params = self._params(k, selector, exhaustive=category is not None)
             scores, ids = _numpy_method(self._index, "search")(queries, k, params=params)
         return scores, ids
 
+    def _scan_storage(self, inner: faiss.IndexHNSW, queries: np.ndarray, k: int,
+                      selector: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search of the selected ids in an HNSW index's flat vector storage, bypassing the graph."""
+        params = faiss.SearchParameters()
+        # storage position -> id -> selector; the id map is passed as FAISS's own vector (the stubs omit that form)
+        translated = faiss.IDSelectorTranslated(self._index.id_map, selector)  # type: ignore[arg-type]
+        params.sel = translated
+        scores, positions = _numpy_method(faiss.downcast_index(inner.storage), "search")(queries, k, params=params)
+        if self._positions is None:
+            self._positions = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        return scores, np.where(positions >= 0, self._positions[np.maximum(positions, 0)], -1)
+
     def range_search(
-        self, queries: np.ndarray, min_score: float, category: str | None = None
+        self, queries: np.ndarray, min_score: float, category: str | None = None, limit: int = RANGE_LIMIT
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        queries = self._queries(queries)
-        with self._lock:
-            possible, selector = self._selector(category)
-            if not possible:
-                return [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
-            params = self._params(HNSW_EF_SEARCH, selector)
-            # FAISS keeps inner products strictly above the radius; nudge it so ``min_score`` itself counts.
-            radius = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
-            lims, scores, ids = _numpy_method(self._index, "range_search")(queries, radius, params=params)
-        rows = []
-        for start, end in zip(lims[:-1].tolist(), lims[1:].tolist(), strict=True):
-            order = np.argsort(-scores[start:end], kind="stable")
-            rows.append((scores[start:end][order], ids[start:end][order].astype(np.int64)))
-        return rows
+        return range_by_top_k(lambda q, k: self.search(q, k, category), queries, min_score, limit)
 
     def _category_ids(self, category: str) -> np.ndarray:
         if category not in self._categories:
@@ -280,7 +298,7 @@ class FaissStore:
                 return False
             self._index, self._codes, self._tombstones = saved._index, saved._codes, saved._tombstones
             self._categories, self.key, self._stamp = saved._categories, saved.key, saved._stamp
-            self._by_category.clear()
+            self._changed()
             self._size = None
             return True
 

@@ -24,7 +24,14 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from lookalike.errors import IndexCorruptError, VectorStoreError
 from lookalike.index import faiss_compat
-from lookalike.index.base import FORMAT_VERSION, IndexManifest, checked_batch
+from lookalike.index.base import (
+    FORMAT_VERSION,
+    RANGE_LIMIT,
+    IndexManifest,
+    checked_batch,
+    checked_queries,
+    range_by_top_k,
+)
 from lookalike.index.choose import HNSW_M, ID_OVERHEAD, IndexChoice
 from lookalike.index.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE
 from lookalike.index.open_store import MilvusConfig
@@ -37,7 +44,6 @@ IVF_NLIST = 1024
 WRITE_BYTES = 16 * 2**20  # vectors per upsert request, well under gRPC's 64 MB message limit
 ITERATOR_BATCH = 16384  # Milvus's largest query page
 MILVUS_MAX_LIMIT = 16_384  # the largest top-k Milvus accepts
-RANGE_FIRST_LIMIT = 64  # range_search starts with this top-k and widens it
 FLUSH_ROWS = 16384  # save() seals segments once this many rows changed; smaller changes stay in Milvus's log
 INDEX_TYPES = ("HNSW", "FLAT", "IVF_FLAT")
 T = TypeVar("T")
@@ -260,9 +266,7 @@ class MilvusStore:
     def search(
         self, queries: np.ndarray, k: int, category: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
-        if queries.shape[1] != self.dim:
-            raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
+        queries = checked_queries(queries, k, self.dim)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
         faiss_compat.repair()  # Milvus Lite searches with FAISS in this process
@@ -270,7 +274,7 @@ class MilvusStore:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids
         results = self._guard(lambda: self._client.search(
-            self._name, data=list(queries), limit=k, anns_field="vector", output_fields=["id"],
+            self._name, data=list(queries), limit=min(k, MILVUS_MAX_LIMIT), anns_field="vector", output_fields=["id"],
             filter=category_filter(category) if category is not None else "", search_params=self._search_params(k)))
         for row, hits in enumerate(results):
             for column, hit in enumerate(hits[:k]):
@@ -279,21 +283,10 @@ class MilvusStore:
         return scores, ids
 
     def range_search(
-        self, queries: np.ndarray, min_score: float, category: str | None = None
+        self, queries: np.ndarray, min_score: float, category: str | None = None, limit: int = RANGE_LIMIT
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every item scoring at least ``min_score``, best first: top-k searches with k doubled until a result
-        falls below the score (works on every Milvus engine and index type; Milvus caps k at 16,384)."""
-        rows: list[tuple[np.ndarray, np.ndarray]] = []
-        for query in np.atleast_2d(queries):
-            limit = RANGE_FIRST_LIMIT
-            while True:
-                scores, ids = self.search(query[None, :], min(limit, MILVUS_MAX_LIMIT), category)
-                keep = (ids[0] >= 0) & (scores[0] >= min_score)
-                if not keep.all() or limit >= min(len(self), MILVUS_MAX_LIMIT):
-                    break
-                limit *= 4
-            rows.append((scores[0][keep], ids[0][keep]))
-        return rows
+        return range_by_top_k(lambda q, k: self.search(q, k, category), queries, min_score,
+                              min(limit, MILVUS_MAX_LIMIT))
 
     def describe(self) -> dict[str, object]:
         return {"type": f"milvus:{self.config.index_type}", "count": len(self), "dim": self.dim,
