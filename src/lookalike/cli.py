@@ -147,7 +147,7 @@ def ingest(
                 _print_ingest(result, len(engine.store))
                 if report:
                     report.write_text(json.dumps([{"path": p, "reason": r} for p, r in result.failures], indent=2))
-                if result.failures and not result.added and not result.already_present:
+                if result.failures and len(result.failures) == result.seen:
                     raise _fail(f"nothing was ingested: none of the {result.seen} images could be read "
                                 "(the reasons are listed above)")
         finally:
@@ -155,8 +155,10 @@ def ingest(
 
 
 def _print_ingest(result, total: int) -> None:  # noqa: ANN001
+    changed = "".join(f", {n} {what}" for n, what in ((result.replaced, "replaced (new image or category)"),
+                                                     (result.updated, "updated (new item_id or metadata)")) if n)
     out.print(
-        f"added {result.added} of {result.seen} images ({result.already_present} already in the catalog, "
+        f"added {result.added} of {result.seen} images ({result.already_present} already in the catalog{changed}, "
         f"{len(result.failures)} skipped) in {result.seconds:.1f}s: {result.images_per_second:,.0f} images/s; "
         f"catalog now {total} items, index {result.index_type}"
     )
@@ -372,8 +374,10 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
             progress.update(task, description=stage, completed=done, total=total)
 
         rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track, frozen)
-    meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": str(query_source),
-            "query split": query_split, "gallery": str(gallery_source), "gallery split": gallery_split,
+    # sources by name only: the report is served to anyone who opens the dashboard
+    meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": _source_name(query_source, settings.home),
+            "query split": query_split, "gallery": _source_name(gallery_source, settings.home),
+            "gallery split": gallery_split,
             "gallery size": len(gallery_entries)}
     if baselines:
         meta["frozen backbone"] = frozen.extractor.fingerprint
@@ -408,6 +412,13 @@ def _split(source: Path, asked: str | None, default: str, option: str, role: str
 
 
 # --- search -------------------------------------------------------------------------------------
+
+
+def _source_name(source: Path, home: Path) -> str:
+    """A data source as the report names it: relative to the home, else its last two path parts."""
+    source = source.resolve()
+    return str(source.relative_to(home.resolve()) if source.is_relative_to(home.resolve())
+               else Path(*source.parts[-2:]))
 
 
 def _expand(paths: list[Path]) -> list[Path]:

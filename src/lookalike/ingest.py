@@ -13,12 +13,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.catalog.repository import ItemRecord, NewItem
 from lookalike.data.sources import CatalogEntry
+from lookalike.errors import ImageDecodeError
+from lookalike.hashing import content_key
+from lookalike.io.images import read_image_file
 from lookalike.item_vectors import embed_records
 
 if TYPE_CHECKING:
@@ -30,11 +33,14 @@ INDEX_CHUNK = 4096  # items embedded and added to the index at a time (bounds th
 
 @dataclass
 class IngestReport:
-    """What an ingest did."""
+    """What an ingest did. ``already_present`` items were unchanged; ``replaced`` ones had new image bytes at their
+    path, or a new category (a new catalog id, the old one removed); ``updated`` ones new ``item_id`` or metadata."""
 
     seen: int = 0
     already_present: int = 0
     added: int = 0
+    replaced: int = 0
+    updated: int = 0
     decoded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -42,7 +48,7 @@ class IngestReport:
 
     @property
     def images_per_second(self) -> float:
-        processed = self.added + len(self.failures)
+        processed = self.added + self.replaced + len(self.failures)
         return processed / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -63,14 +69,37 @@ Progress = Callable[[int, int], None]  # (items done, items total)
 
 
 def ingest(engine: Engine, entries: Iterable[CatalogEntry], progress: Progress | None = None) -> IngestReport:
-    """Add the entries not yet in the catalog; unreadable images are skipped and reported."""
+    """Bring the entries into the catalog: add new paths, replace items whose image bytes or category changed,
+    update the ``item_id`` and metadata of the rest where they changed; unreadable images are skipped and
+    reported (an item whose file became unreadable keeps its last good image)."""
     started = time.perf_counter()
     report = IngestReport()
     unique = list({str(e.path): e for e in entries}.values())
     report.seen = len(unique)
-    known = engine.catalog.known_paths(str(e.path) for e in unique)
-    todo = [e for e in unique if str(e.path) not in known]
-    report.already_present = len(unique) - len(todo)
+    present = {r.path: r for r in engine.catalog.get_items_by_paths(str(e.path) for e in unique)}
+    todo: list[CatalogEntry] = []
+    replacing: dict[str, ItemRecord] = {}
+    updates: list[tuple[int, str | None, dict[str, Any]]] = []
+    for entry in unique:
+        record = present.get(str(entry.path))
+        if record is None:
+            todo.append(entry)
+            continue
+        try:
+            same_image = content_key(read_image_file(entry.path)) == record.content_hash
+        except ImageDecodeError as exc:
+            report.failures.append((str(entry.path), f"{exc}; item {record.id} keeps its last image"))
+            continue
+        if not same_image or entry.category != record.category:  # what the index holds changed
+            todo.append(entry)
+            replacing[str(entry.path)] = record
+        elif (entry.item_id, entry.metadata) != (record.item_id, record.metadata):
+            updates.append((record.id, entry.item_id, entry.metadata))
+        else:
+            report.already_present += 1
+    if updates:
+        engine.catalog.update_attributes(updates)
+        report.updated = len(updates)
     version = engine.model_version
     since_save = 0
     done = 0
@@ -80,9 +109,12 @@ def ingest(engine: Engine, entries: Iterable[CatalogEntry], progress: Progress |
         if batch.items:
             new = [NewItem(str(e.path), key, e.category, e.item_id, e.metadata)
                    for e, key in zip(batch.items, batch.keys, strict=True)]
-            ids = engine.catalog.add_items(new, version)
+            old = [replacing[str(e.path)].id for e in batch.items if str(e.path) in replacing]
+            ids = engine.catalog.add_items(new, version, replace=old)  # one transaction
             engine.store.add(np.asarray(ids), engine.embed(batch.features), [e.category for e in batch.items])
-            report.added += len(ids)
+            engine.store.remove(np.asarray(old, np.int64))
+            report.replaced += len(old)
+            report.added += len(ids) - len(old)
             since_save += len(ids)
         done += len(batch.items) + len(batch.failures)
         if since_save >= engine.checkpoint_every:

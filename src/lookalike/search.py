@@ -73,9 +73,9 @@ class SearchService:
         if len(self.engine.store) == 0:
             raise EmptyCatalogError("the catalog is empty: ingest images first (`lookalike ingest PATH`)")
 
-    def embed_images(self, images: list[bytes | Path]) -> np.ndarray:
-        """Embeddings of query images (raises ImageDecodeError for an unreadable one)."""
-        return self._embed_inputs(self.engine.featurizer.prepare_many(images))
+    def embed_images(self, images: list[bytes | Path], labels: Sequence[str] | None = None) -> np.ndarray:
+        """Embeddings of query images; ImageDecodeError for an unreadable one, named by its label when given."""
+        return self._embed_inputs(self.engine.featurizer.prepare_many(images, labels))
 
     def search_images(
         self, images: list[bytes | Path], k: int = 5, category: str | None = None
@@ -140,8 +140,10 @@ class SearchService:
             raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")
         return vectors
 
-    def example_vector(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = ()) -> np.ndarray:
-        """The query for "like these": the normalized mean embedding of example images and catalog items, (1, dim)."""
+    def example_vector(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = (),
+                       labels: Sequence[str] | None = None) -> np.ndarray:
+        """The query for "like these": the normalized mean embedding of example images (``labels`` name them in
+        errors) and catalog items, (1, dim)."""
         count = len(images) + len(item_ids)
         if count == 0:
             raise InvalidRequestError("give at least one example: an image file or a catalog item id")
@@ -149,7 +151,7 @@ class SearchService:
             raise InvalidRequestError(f"at most {MAX_EXAMPLES} examples, got {count}")
         parts = []
         if images:
-            parts.append(self.embed_images(list(images)))
+            parts.append(self.embed_images(list(images), labels))
         if item_ids:
             parts.append(self.item_vectors(item_ids))
         return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))

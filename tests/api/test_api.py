@@ -115,7 +115,7 @@ def test_writes_are_disabled_without_a_configured_token(settings, catalog_dir):
         assert response.status_code == 403 and "LOOKALIKE_API_TOKEN" in response.json()["detail"]
 
 
-def test_metadata_endpoints(client, api_settings):
+def test_metadata_endpoints(client, api_settings, auth):
     search(client, jpeg("checks", 5), k="2")
     assert client.get("/api/health").json()["status"] == "ok"
     stats = client.get("/api/stats").json()
@@ -125,7 +125,7 @@ def test_metadata_endpoints(client, api_settings):
     assert api_settings.resolved_database_url.startswith(database)
     categories = client.get("/api/categories").json()
     assert {c["name"]: c["count"] for c in categories} == {"checks": 6, "circles": 6, "stripes": 6}
-    history = client.get("/api/history").json()
+    history = client.get("/api/history", headers=auth).json()  # the operator sees every shopper's searches
     assert history[0]["query"] == "q.jpg" and len(history[0]["results"]) == 2
     assert client.get("/api/report").status_code == 404
     assert client.get("/docs").status_code == 200

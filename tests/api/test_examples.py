@@ -18,7 +18,7 @@ def files(*images: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("file", (f"q{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
 
 
-def test_several_files_search_with_the_normalized_mean(client):
+def test_several_files_search_with_the_normalized_mean(client, auth):
     circles, stripes = jpeg(make_image("circles", 310)), jpeg(make_image("stripes", 311))
     scores = []
     for examples in ((circles,), (stripes,), (circles, stripes)):
@@ -30,7 +30,8 @@ def test_several_files_search_with_the_normalized_mean(client):
     ratios = [both[i] / (single_a[i] + single_b[i]) for i in both]
     assert len(ratios) == 18 and max(ratios) - min(ratios) < 1e-3, ratios
     assert 0.5 - 1e-3 <= ratios[0] <= 2 ** -0.5 + 1e-3  # 1 / |a + b| for unit a, b at most 90 degrees apart
-    assert client.get("/api/history", params={"limit": 1}).json()[0]["query"] == "2 examples: q0.jpg, q1.jpg"
+    history = client.get("/api/history", params={"limit": 1}, headers=auth).json()
+    assert history[0]["query"] == "2 examples: q0.jpg, q1.jpg"
 
 
 def test_catalog_items_as_examples_alone_or_with_files(client):

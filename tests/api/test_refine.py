@@ -43,7 +43,7 @@ def test_liking_one_category_brings_more_of_it(client):
     assert set(liked) <= {r["id"] for r in refined["results"]}  # nothing is excluded by default
 
 
-def test_a_refinement_can_be_refined_again_and_likes_alone_suffice(client):
+def test_a_refinement_can_be_refined_again_and_likes_alone_suffice(client, auth):
     first = search(client, ambiguous_jpeg(), k="6").json()
     stripes = [r["id"] for r in first["results"] if r["category"] == "stripes"][:1]
     second = client.post("/api/search/refine", json={"query_id": first["query_id"], "liked": stripes, "k": 6}).json()
@@ -51,7 +51,7 @@ def test_a_refinement_can_be_refined_again_and_likes_alone_suffice(client):
     third = client.post("/api/search/refine", json={"query_id": second["query_id"], "liked": more, "k": 6})
     assert third.status_code == 200
     assert count(third.json()["results"], "stripes") >= count(second["results"], "stripes") >= 1
-    history = client.get("/api/history", params={"limit": 1}).json()[0]
+    history = client.get("/api/history", params={"limit": 1}, headers=auth).json()[0]
     assert history["id"] == third.json()["query_id"] and history["query"].startswith("refined search")
 
 

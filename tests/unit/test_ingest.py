@@ -114,3 +114,48 @@ def test_features_are_the_same_whether_cached_or_decoded(settings, catalog_copy)
     _, cached = engine.featurizer.cache.get([record.content_hash])
     fresh = engine.featurizer.features_of([catalog_copy / record.path.split("catalog/", 1)[1]])
     assert np.allclose(cached, fresh, atol=2e-2 * np.abs(fresh).max())
+
+
+def test_re_ingest_updates_what_changed_and_loses_nothing(settings, catalog_dir, tmp_path):
+    """A changed price or item_id updates the item in place; new image bytes at a path, or a new category, replace
+    it (new id, the old one gone from the index); an image gone bad keeps the item's last good image."""
+    root = tmp_path / "shop"
+    shutil.copytree(catalog_dir, root)
+    images = sorted(p.relative_to(root) for p in root.rglob("*.png"))[:4]
+    manifest = root / "manifest.csv"
+
+    def write(rows: list[tuple[str, str, str, str]]) -> None:
+        manifest.write_text("path,category,item_id,price\n" + "".join(",".join(r) + "\n" for r in rows))
+
+    rows = [(str(p), p.parts[0], f"sku-{i}", "10") for i, p in enumerate(images)]
+    write(rows)
+    engine = open_engine(settings)
+    first = ingest(engine, open_source(manifest))
+    assert first.added == 4
+    before = {r.path: r for r in engine.catalog.iter_items()}
+    path_of = [str(root / p) for p in images]
+
+    rows[0] = (rows[0][0], rows[0][1], rows[0][2], "12.5")  # new price
+    rows[1] = (rows[1][0], rows[1][1], "sku-renamed", "10")  # new item_id
+    rows[2] = (rows[2][0], "gowns", rows[2][2], "10")  # new category
+    make_image("checks", 900).save(root / images[3])  # new bytes at the same path
+    write(rows)
+    again = ingest(engine, open_source(manifest))
+    assert (again.added, again.updated, again.replaced, again.already_present) == (0, 2, 2, 0)
+    after = {r.path: r for r in engine.catalog.iter_items()}
+    assert after[path_of[0]].id == before[path_of[0]].id and after[path_of[0]].metadata["price"] in (12.5, "12.5")
+    assert after[path_of[1]].id == before[path_of[1]].id and after[path_of[1]].item_id == "sku-renamed"
+    for replaced in path_of[2:]:
+        assert after[replaced].id != before[replaced].id
+    assert after[path_of[3]].content_hash != before[path_of[3]].content_hash
+    assert sorted(engine.store.ids().tolist()) == sorted(r.id for r in after.values()) and len(after) == 4
+    assert engine.store.category_counts().get("gowns") == 1
+    scores, ids = engine.store.search(engine.embed(engine.featurizer.features_of([root / images[3]])), 1)
+    assert ids[0, 0] == after[path_of[3]].id and scores[0, 0] > 0.999  # the new photo's embedding, not the old
+    assert ingest(engine, open_source(manifest)).already_present == 4  # nothing changed since
+
+    (root / images[0]).write_bytes(b"not an image any more")
+    broken = ingest(engine, open_source(manifest))
+    assert [p for p, _ in broken.failures] == [path_of[0]] and broken.already_present == 3
+    assert engine.catalog.get_item(after[path_of[0]].id) is not None  # its last good image stays searchable
+    engine.close()

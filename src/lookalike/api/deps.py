@@ -25,9 +25,10 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-async def require_token(
-    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def require_token(state: State, credentials: Credentials) -> None:
     """401 without a token, 403 with a wrong one (compared in constant time), 403 when writes are disabled."""
     expected = state.settings.api_token
     if expected is None or not expected.get_secret_value():
@@ -39,7 +40,16 @@ async def require_token(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid token")
 
 
+async def holds_token(state: State, credentials: Credentials) -> bool:
+    """Whether the request carries the token (for reads that show more to the operator); 403 for a wrong one."""
+    if credentials is None:
+        return False
+    await require_token(state, credentials)
+    return True
+
+
 WriteAccess = Depends(require_token)
+Operator = Annotated[bool, Depends(holds_token)]
 
 
 SHOPPER_COOKIE = "lookalike_shopper"

@@ -7,19 +7,18 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.routes import discover, items, meta, search
-from lookalike.api.schemas import ErrorBody
 from lookalike.api.state import AppState
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine, open_engine
@@ -39,6 +38,7 @@ from lookalike.threads import limit_native_threads
 log = logging.getLogger(__name__)
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and part headers around the file itself
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+SWAGGER_URL = "/static/vendor/swagger-ui"
 
 STATUS_OF: list[tuple[type[LookalikeError], int]] = [
     (ImageTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
@@ -61,16 +61,6 @@ def _plotly_js() -> Path | None:
     return path if path.is_file() else None
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": description}
-    for code, description in [(400, "Unreadable upload or bad request"), (401, "Missing bearer token"),
-                              (403, "Wrong token, or catalog changes disabled"), (404, "No such item"),
-                              (409, "Empty catalog or model mismatch"), (410, "Item image file gone"),
-                              (413, "Upload over the size limit"), (422, "Invalid parameters"),
-                              (503, "Backbone unavailable")]
-}
-
-
 def create_app(settings: Settings | None = None, engine: Engine | None = None, *, reconcile: bool = True) -> FastAPI:
     """The application; ``settings`` default to the environment's; ``engine`` (already opened, e.g. so the CLI
     can report a corrupt index before serving) is opened in the lifespan when not given, and then reconciled
@@ -91,7 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         finally:
             state.close()
 
-    app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan, responses=ERROR_RESPONSES,
+    app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Visual search for fashion catalogs: upload a garment, get the most similar items.")
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD,
                        detail=f"request body larger than the {settings.max_upload_mb:g} MB upload limit")
@@ -122,8 +112,24 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             return FileResponse(plotly_js, media_type="text/javascript",
                                 headers={"Cache-Control": "public, max-age=604800"})
 
+    _add_docs(app)
     app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed ``swagger-ui-bundle-v2`` package, so the page works offline (FastAPI's
+    own /docs loads it from a CDN)."""
+    import swagger_ui_bundle
+
+    app.mount(SWAGGER_URL, StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=str(app.openapi_url), title=f"{app.title} API",
+                                   swagger_js_url=f"{SWAGGER_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{SWAGGER_URL}/swagger-ui.css",
+                                   swagger_favicon_url="/favicon.svg")
 
 
 def worker_app() -> FastAPI:

@@ -22,6 +22,22 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="Per-field problems (422 only).")
 
 
+ERROR_DESCRIPTIONS = {
+    400: "Unreadable upload or bad request", 401: "Missing bearer token",
+    403: "Wrong token, or catalog changes disabled", 404: "No such item", 409: "Empty catalog or model mismatch",
+    410: "Item image file gone", 413: "Upload over the size limit", 422: "Invalid parameters",
+    503: "Backbone or vector store unavailable",
+}
+READ = (422, 503)  # every route can be sent bad parameters, and every route reaches the model or the index
+UPLOAD = (400, 413)
+WRITE = (401, 403)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of the errors a route can answer."""
+    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in sorted(set(codes))}
+
+
 class Result(BaseModel):
     id: int
     rank: int

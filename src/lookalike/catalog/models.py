@@ -57,6 +57,16 @@ class SearchVector(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class SearchShopper(Base):
+    """Which shopper made a search, so each shopper sees only their own history (a table of its own, so existing
+    databases gain it through ``create_all``)."""
+
+    __tablename__ = "search_shoppers"
+
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"), primary_key=True)
+    shopper_id: Mapped[str] = mapped_column(String(64), index=True)
+
+
 class ShopperProfile(Base):
     """A shopper's taste: the weighted sum of their query and liked-item embeddings (float32 bytes)."""
 

@@ -11,7 +11,16 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lookalike.catalog.models import Base, Item, Search, SearchVector, ShopperItem, ShopperProfile, utcnow
+from lookalike.catalog.models import (
+    Base,
+    Item,
+    Search,
+    SearchShopper,
+    SearchVector,
+    ShopperItem,
+    ShopperProfile,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.it
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
+_INSERT_SEARCH_SHOPPER = insert(SearchShopper.__table__)  # type: ignore[arg-type]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -78,17 +88,29 @@ class Catalog:
 
     # --- items --------------------------------------------------------------------------------
 
-    def add_items(self, items: Sequence[NewItem], model_version: str) -> list[int]:
-        """Insert items in one transaction; returns their new ids in order."""
+    def add_items(self, items: Sequence[NewItem], model_version: str, replace: Sequence[int] = ()) -> list[int]:
+        """Insert items, deleting the ``replace`` ids first (the same paths, say), in one transaction; returns the
+        new ids in order."""
         rows = [
             Item(path=i.path, content_hash=i.content_hash, category=i.category, item_id=i.item_id,
                  extra=i.metadata, model_version=model_version)
             for i in items
         ]
         with self.session() as session, session.begin():
+            if replace:
+                session.execute(delete(Item).where(Item.id.in_([int(i) for i in replace])))
+                session.flush()
             session.add_all(rows)
             session.flush()
             return [row.id for row in rows]
+
+    def update_attributes(self, changes: Sequence[tuple[int, str | None, dict[str, Any]]]) -> None:
+        """Set ``(id, item_id, metadata)`` of existing items, in one transaction."""
+        with self.session() as session, session.begin():
+            for item, item_id, metadata in changes:
+                row = session.get(Item, item)
+                if row is not None:
+                    row.item_id, row.extra = item_id, metadata
 
     def known_paths(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` already in the catalog."""
@@ -166,8 +188,9 @@ class Catalog:
 
     def record_search(self, query: str, k: int, category: str | None, took_ms: float,
                       results: list[dict[str, Any]], vector: np.ndarray | None = None,
-                      model_version: str | None = None) -> int:
-        """Store a search (and its query embedding, when given, for later refinement); returns its id."""
+                      model_version: str | None = None, shopper: str | None = None) -> int:
+        """Store a search (its query embedding, when given, for later refinement, and the shopper who made it);
+        returns its id."""
         with self.engine.begin() as connection:  # Core, not the ORM: this runs for every search
             inserted = connection.execute(_INSERT_SEARCH, {"query": query, "k": k, "category": category,
                                                            "took_ms": took_ms, "results": results,
@@ -176,6 +199,8 @@ class Catalog:
             if vector is not None and model_version is not None:
                 connection.execute(_INSERT_SEARCH_VECTOR, {"search_id": search_id, "model_version": model_version,
                                                            "vector": _to_bytes(vector)})
+            if shopper is not None:
+                connection.execute(_INSERT_SEARCH_SHOPPER, {"search_id": search_id, "shopper_id": shopper})
             return search_id
 
     def search_vector(self, search_id: int) -> tuple[str, np.ndarray] | None:
@@ -184,9 +209,14 @@ class Catalog:
             row = session.get(SearchVector, search_id)
             return (row.model_version, _from_bytes(row.vector)) if row else None
 
-    def recent_searches(self, limit: int = 20) -> list[Search]:
+    def recent_searches(self, limit: int = 20, shopper: str | None = None) -> list[Search]:
+        """The latest searches, newest first: the shopper's own, or everyone's when ``shopper`` is None."""
+        query = select(Search)
+        if shopper is not None:
+            query = query.join(SearchShopper, SearchShopper.search_id == Search.id).where(
+                SearchShopper.shopper_id == shopper)
         with self.session() as session:
-            return list(session.scalars(select(Search).order_by(Search.id.desc()).limit(limit)))
+            return list(session.scalars(query.order_by(Search.id.desc()).limit(limit)))
 
     # --- shoppers -----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
@@ -87,10 +87,20 @@ class Featurizer:
         image = decode_image(source, max_pixels=self.max_pixels, draft_size=size)
         return self.extractor.prepare(image)
 
-    def prepare_many(self, sources: list[bytes | Path]) -> np.ndarray:
-        """The backbone inputs of query images (N, 3, S, S); raises ImageDecodeError naming the first bad one."""
+    def prepare_many(self, sources: list[bytes | Path], labels: Sequence[str] | None = None) -> np.ndarray:
+        """The backbone inputs of query images (N, 3, S, S); raises ImageDecodeError for the first bad one, its
+        message led by the image's label when ``labels`` are given."""
         size = self.extractor.preprocessing.input_size
-        tensors = list(bounded_map(self.prepare, sources, min(self.workers, len(sources)), 2 * self.workers))
+
+        def prepare(position: int) -> np.ndarray:
+            try:
+                return self.prepare(sources[position])
+            except ImageDecodeError as exc:
+                if labels is None:
+                    raise
+                raise type(exc)(f"{labels[position]}: {exc}") from None
+
+        tensors = list(bounded_map(prepare, range(len(sources)), min(self.workers, len(sources)), 2 * self.workers))
         return np.stack(tensors) if tensors else np.zeros((0, 3, size, size), np.float32)
 
     def features_of(self, sources: list[bytes | Path]) -> np.ndarray:

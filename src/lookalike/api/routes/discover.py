@@ -11,13 +11,21 @@ from fastapi import APIRouter, HTTPException, Query, status
 from lookalike.api.deps import Shopper, State
 from lookalike.api.routes.items import to_item
 from lookalike.api.routes.search import dedupe_threshold, to_results
-from lookalike.api.schemas import DuplicateCalibration, DuplicateGroup, DuplicatesResponse, Recommendations
+from lookalike.api.schemas import (
+    READ,
+    DuplicateCalibration,
+    DuplicateGroup,
+    DuplicatesResponse,
+    Recommendations,
+    error_responses,
+)
 from lookalike.search import MAX_K
 
 router = APIRouter(prefix="/api", tags=["discover"])
 
 
-@router.get("/duplicates", response_model=DuplicatesResponse, summary="Groups of near-identical catalog items")
+@router.get("/duplicates", response_model=DuplicatesResponse, summary="Groups of near-identical catalog items",
+            responses=error_responses(*READ))
 def duplicates(
     state: State,
     threshold: Annotated[float | None, Query(gt=0, le=1, description="Cosine similarity; default calibrated.")] = None,
@@ -40,7 +48,8 @@ def duplicates(
     )
 
 
-@router.get("/recommendations", response_model=Recommendations, summary="Items for a shopper, from their taste")
+@router.get("/recommendations", response_model=Recommendations, summary="Items for a shopper, from their taste",
+            responses=error_responses(*READ, 409))
 def recommendations(
     state: State,
     shopper: Shopper,

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 
 from lookalike.api.deps import Shopper, State, WriteAccess
 from lookalike.api.routes.search import check_category, dedupe_threshold, respond
-from lookalike.api.schemas import AddItemsResponse, Item, SearchResponse
+from lookalike.api.schemas import READ, UPLOAD, WRITE, AddItemsResponse, Item, SearchResponse, error_responses
 from lookalike.api.uploads import read_upload
 from lookalike.catalog.repository import ItemRecord
 from lookalike.data.sources import CatalogEntry
@@ -45,12 +45,13 @@ def _record(state: State, item: int) -> ItemRecord:
     return record
 
 
-@router.get("/{item}", response_model=Item)
+@router.get("/{item}", response_model=Item, responses=error_responses(*READ, 404))
 def get_item(state: State, item: ItemId) -> Item:
     return to_item(_record(state, item))
 
 
-@router.get("/{item}/image", response_class=Response, responses={200: {"content": {"image/*": {}}}})
+@router.get("/{item}/image", response_class=Response,
+            responses={200: {"content": {"image/*": {}}}, **error_responses(*READ, 404, 410)})
 def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full") -> Response:
     """The item's image, by catalog id only (never by a client-given path)."""
     record = _record(state, item)
@@ -74,7 +75,7 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
     return FileResponse(thumb, media_type="image/jpeg", headers=headers)
 
 
-@router.get("/{item}/similar", response_model=SearchResponse)
+@router.get("/{item}/similar", response_model=SearchResponse, responses=error_responses(*READ, 404, 409))
 def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
             category: str | None = None, dedupe: bool = False) -> Response:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
@@ -86,7 +87,8 @@ def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Quer
     return respond(state, shopper, f"more like item {item}", vector, k, filter_category, dedupe, found)
 
 
-@router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
+@router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess],
+             responses=error_responses(*READ, *UPLOAD, *WRITE))
 def add_items(
     state: State,
     files: Annotated[list[UploadFile], File(description="One or more images.")],
@@ -130,7 +132,8 @@ def add_items(
     return AddItemsResponse(items=[to_item(r) for r in records], failures=failures)
 
 
-@router.delete("/{item}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess])
+@router.delete("/{item}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAccess],
+               responses=error_responses(*READ, *WRITE, 404))
 def delete_item(state: State, item: ItemId) -> Response:
     """Remove an item; it is gone from search results as soon as this returns."""
     with state.changing():

@@ -10,12 +10,13 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
 from lookalike.api.deps import Shopper, State
-from lookalike.api.schemas import RefineRequest, Result, SearchResponse, json_response
+from lookalike.api.schemas import READ, UPLOAD, RefineRequest, Result, SearchResponse, error_responses, json_response
 from lookalike.api.state import AppState
 from lookalike.api.uploads import read_upload
 from lookalike.refine import rocchio
 from lookalike.search import MAX_K, SearchHit
 from lookalike.search import SearchResponse as Found
+from lookalike.search import check_category as checked_category
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -32,13 +33,7 @@ def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
 
 def check_category(state: AppState, category: str | None) -> str | None:
     """None for no filter; 422 naming the known categories for one the catalog does not have."""
-    if not category:
-        return None
-    known = state.engine.store.category_counts()
-    if category not in known:
-        names = ", ".join(sorted(known)[:20]) or "none"
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown category {category!r}; known: {names}")
-    return category
+    return checked_category(state.engine, category)
 
 
 def dedupe_threshold(state: AppState, dedupe: bool) -> float | None:
@@ -52,7 +47,7 @@ def respond(state: AppState, shopper: str | None, label: str, vector: np.ndarray
     query_id = state.engine.catalog.record_search(
         label[:200], k, category, found.took_ms, [{"id": r.id, "score": r.score, "category": r.category}
                                                    for r in results],
-        vector=vector.reshape(-1), model_version=state.engine.model_version)
+        vector=vector.reshape(-1), model_version=state.engine.model_version, shopper=shopper)
     if shopper:
         state.taste.record_search(shopper, vector, [r.id for r in results])
     return json_response(SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category,
@@ -68,7 +63,8 @@ def parse_item_ids(text: str | None) -> list[int]:
     return list(dict.fromkeys(int(t) for t in tokens))
 
 
-@router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples")
+@router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples",
+             responses=error_responses(*READ, *UPLOAD, 404, 409))
 def search(
     state: State,
     shopper: Shopper,
@@ -90,17 +86,21 @@ def search(
     images = [read_upload(upload, limit) for upload in files]
     filter_category = check_category(state, category)
     threshold = dedupe_threshold(state, dedupe)
-    vector = state.service.example_vector(images, examples)
+    names = [(u.filename or "upload")[:100] for u in files]
+    labels = names if len(files) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
+    vector = state.service.example_vector(images, examples, labels)
     found = state.service.search_vectors(vector, k, filter_category, started=started, dedupe_threshold=threshold)[0]
-    names = [(u.filename or "upload") for u in files] + [f"item {i}" for i in examples]
+    names += [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
     return respond(state, shopper, label, vector, k, filter_category, dedupe, found)
 
 
 @router.post("/search/refine", response_model=SearchResponse,
-             summary="Search again, moved toward the liked results and away from the disliked ones")
+             summary="Search again, moved toward the liked results and away from the disliked ones",
+             responses=error_responses(*READ, 404, 409))
 def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
-    """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine."""
+    """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine. The
+    disliked items are left out of the results."""
     started = time.perf_counter()
     stored = state.engine.catalog.search_vector(body.query_id)
     if stored is None:
@@ -118,8 +118,8 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     vector = rocchio(stored[1], liked, disliked)
     filter_category = check_category(state, body.category)
     threshold = dedupe_threshold(state, body.dedupe)
-    found = state.service.search_vectors(vector, body.k, filter_category, started=started,
-                                         dedupe_threshold=threshold)[0]
+    found = state.service.search_vectors(vector, body.k, filter_category, exclude=set(body.disliked),
+                                         started=started, dedupe_threshold=threshold)[0]
     if shopper:
         state.taste.record_feedback(shopper, body.liked, body.disliked)
     label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
