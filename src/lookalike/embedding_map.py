@@ -4,17 +4,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_POINTS = 4000
-TSNE_ITERATIONS = 500
+TSNE_ITERATIONS = 500  # both phases
+TSNE_EXAGGERATED = 250  # of which early exaggeration
+TSNE_REPORT_EVERY = 10  # divides both phases
+TSNE_THREADS = min(4, os.cpu_count() or 1)  # the same map whatever the count; cores left for searches
 TSNE_START = 0.1  # the share of the work done when t-SNE starts iterating: its iterations take nearly all the time
 
 Progress = Callable[[float, str], None]  # (fraction done, what it is doing)
@@ -35,41 +36,22 @@ def _ignore(fraction: float, stage: str) -> None:
     pass
 
 
-@contextmanager
-def _counting_calls(code: CodeType | None, on_call: Callable[[int], None]) -> Iterator[None]:
-    """``on_call(n)`` at the n-th call of the function whose code is ``code``, in this thread only (a profile hook:
-    scikit-learn's t-SNE has no progress callback, but calls its objective once per iteration)."""
-    if code is None:  # another scikit-learn: no iteration counts, the stages still show
-        yield
-        return
-    calls = 0
-
-    def hook(frame: FrameType, event: str, arg: object) -> None:
-        nonlocal calls
-        if event == "call" and frame.f_code is code:
-            calls += 1
-            on_call(calls)
-
-    previous = sys.getprofile()
-    sys.setprofile(hook)
-    try:
-        yield
-    finally:
-        sys.setprofile(previous)
-
-
 def _tsne(vectors: np.ndarray, seed: int, progress: Progress) -> np.ndarray:
-    """2-D t-SNE of ``vectors``, reporting each iteration (from TSNE_START to 1)."""
-    from sklearn.manifold import TSNE, _t_sne
+    """2-D t-SNE of ``vectors`` (openTSNE, Barnes-Hut: early exaggeration, then the main phase), reporting every
+    ``TSNE_REPORT_EVERY`` iterations of the two counted together (from TSNE_START to 1)."""
+    from openTSNE import TSNE
 
-    def iteration(i: int) -> None:
-        progress(TSNE_START + (1 - TSNE_START) * min(i, TSNE_ITERATIONS) / TSNE_ITERATIONS,
-                 f"t-SNE, iteration {min(i, TSNE_ITERATIONS)} of {TSNE_ITERATIONS}")
+    done = itertools.count(TSNE_REPORT_EVERY, TSNE_REPORT_EVERY)  # each phase numbers its iterations from 1
 
-    objective = getattr(getattr(_t_sne, "_kl_divergence_bh", None), "__code__", None)
-    with _counting_calls(objective, iteration):
-        return TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(vectors) - 1) / 3),
-                    max_iter=TSNE_ITERATIONS).fit_transform(vectors)
+    def iteration(i: int, error: float, embedding: np.ndarray) -> bool:
+        n = min(next(done), TSNE_ITERATIONS)
+        progress(TSNE_START + (1 - TSNE_START) * n / TSNE_ITERATIONS, f"t-SNE, iteration {n} of {TSNE_ITERATIONS}")
+        return False  # go on
+
+    tsne = TSNE(n_components=2, perplexity=min(30.0, (len(vectors) - 1) / 3), random_state=seed,
+                early_exaggeration_iter=TSNE_EXAGGERATED, n_iter=TSNE_ITERATIONS - TSNE_EXAGGERATED,
+                neighbors="exact", n_jobs=TSNE_THREADS, callbacks=iteration, callbacks_every_iters=TSNE_REPORT_EVERY)
+    return np.nan_to_num(np.asarray(tsne.fit(vectors)))  # NaN when all the vectors are the same
 
 
 def compute_map(engine: Engine, max_points: int = MAX_POINTS, seed: int = 0,
