@@ -97,7 +97,7 @@ def search(
 
 @router.post("/search/refine", response_model=SearchResponse,
              summary="Search again, moved toward the liked results and away from the disliked ones",
-             responses=error_responses(*READ, 404, 409))
+             responses=error_responses(*READ, 400, 404, 409))
 def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine. The
     disliked items are left out of the results."""
