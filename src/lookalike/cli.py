@@ -218,8 +218,8 @@ def train(
 def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
            reindex_after: bool, resume: bool = True, augment: int = 0) -> None:
     from lookalike.embedding.head import fit_pca_head
-    from lookalike.embedding.train import collect_features, collect_photo_like_features, positive_labels
-    from lookalike.embedding.triplet import encode_labels, train_head
+    from lookalike.embedding.train import collect_features, collect_photo_like_features
+    from lookalike.embedding.triplet import train_head
     from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
 
@@ -235,9 +235,8 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
             with _progress("photo-like views") as progress:
                 views = collect_photo_like_features(featurizer, data.entries, augment, config.seed,
                                                     _tracker(progress))
-            data = data + views
+            data = data.with_views(views)
         use_ids = all(e.item_id for e in data.entries)
-        labels = encode_labels(positive_labels(data.entries))
         checkpoint = path.with_suffix(".checkpoint.pt")
         if not resume:
             checkpoint.unlink(missing_ok=True)
@@ -246,17 +245,19 @@ def _train(settings: Settings, entries: list, method: str, config: TrainConfig, 
             task = progress.add_task("epochs", total=config.max_epochs, rate="")
 
             def on_epoch(stats) -> None:  # noqa: ANN001
-                progress.update(task, completed=stats.epoch,
-                                rate=f"loss {stats.loss:.4f}  val precision@1 {stats.val_precision_at_1:.4f}")
+                figures = (f"loss {stats.loss:.4f}  val precision@1 {stats.val_precision_at_1:.4f}  "
+                           f"instance recall@10 {stats.val_instance_recall_at_10:.4f}")
+                progress.update(task, completed=stats.epoch, rate=figures)
                 if not console.is_terminal:
-                    console.print(f"epoch {stats.epoch}: loss {stats.loss:.4f}, "
-                                  f"val precision@1 {stats.val_precision_at_1:.4f} ({stats.seconds:.1f}s)")
+                    console.print(f"epoch {stats.epoch}: {figures} ({stats.seconds:.1f}s)")
 
-            result = train_head(data.features, labels, extractor.fingerprint, config, checkpoint, on_epoch, tail)
+            result = train_head(data.features, data.category_labels(), extractor.fingerprint, config, checkpoint,
+                                on_epoch, tail, data.instance_labels())
         checkpoint.unlink(missing_ok=True)
         head = result.head if tail is None else _with_fine_tuned_backbone(settings, result.head, tail)
-        out.print(f"best validation precision@1 {result.best_val_precision_at_1:.4f} at epoch {result.best_epoch} "
-                  f"({'item ids' if use_ids else 'categories'} as positives; {result.stopped}; "
+        out.print(f"best validation precision@1 {result.best_val_precision_at_1:.4f}, instance recall@10 "
+                  f"{result.best_val_instance_recall_at_10:.4f} at epoch {result.best_epoch} "
+                  f"({'item ids' if use_ids else 'images and their views'} as instances; {result.stopped}; "
                   f"{result.seconds:.0f}s)")
     head.save(path)
     _remove_unused_backbones(settings, extractor.name, head)
@@ -324,6 +325,8 @@ def evaluate(
     baselines: Annotated[bool, typer.Option(help="Also measure raw pixels and the frozen backbone.")] = False,
     photo_like: Annotated[int, typer.Option(help="Also query with N photo-like renderings of the queries.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries (seeded sample).")] = None,
+    exact_items: Annotated[int, typer.Option(
+        help="Also re-photograph N gallery items (mild and strong) and measure how often the very item is found.")] = 0,
 ) -> None:
     """Retrieval accuracy of the active model: queries against a gallery (default Fashion-MNIST test vs train).
 
@@ -335,18 +338,20 @@ def evaluate(
         if not query_source.exists():
             raise _fail(f"{query_source} not found: run `lookalike import fashion-mnist` or give --queries")
         _evaluate(settings, query_source, gallery or query_source, query_split, gallery_split, baselines, photo_like,
-                  limit)
+                  limit, exact_items)
 
 
 def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, query_split: str | None,
-              gallery_split: str | None, baselines: bool, photo_like: int, limit: int | None) -> None:
+              gallery_split: str | None, baselines: bool, photo_like: int, limit: int | None,
+              exact_items: int = 0) -> None:
     import random
 
     from lookalike.data.photolike import write_photo_like_set
     from lookalike.data.sources import open_source
     from lookalike.engine import build_featurizer, fine_tuned_weights, load_extractor, load_head
-    from lookalike.evaluation.report import HEADLINE, write_report
+    from lookalike.evaluation.report import EXACT_HEADLINE, HEADLINE, write_report
     from lookalike.evaluation.run import evaluate as run_evaluate
+    from lookalike.evaluation.run import write_exact_item_sets
 
     query_split = _split(query_source, query_split, "test", "--query-split", "queries")
     gallery_split = _split(gallery_source, gallery_split, "train", "--gallery-split", "gallery")
@@ -361,6 +366,11 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
     if photo_like:
         folder = settings.datasets_dir / f"photo-like-{query_source.parent.name}-{query_split}-{photo_like}"
         sets["photo-like"] = open_source(write_photo_like_set(query_entries, folder, photo_like))
+    exact_sets = {}
+    if exact_items:
+        folder = settings.datasets_dir / f"exact-{gallery_source.parent.name}-{gallery_split}-{exact_items}"
+        exact_sets = {style: open_source(manifest)
+                      for style, manifest in write_exact_item_sets(gallery_entries, folder, exact_items).items()}
     extractor = load_extractor(settings)
     featurizer = build_featurizer(settings, extractor)
     head = load_head(settings.heads_dir, extractor)
@@ -373,7 +383,8 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
         def track(stage: str, done: int, total: int) -> None:
             progress.update(task, description=stage, completed=done, total=total)
 
-        rows = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track, frozen)
+        evaluation = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track, frozen, exact_sets)
+    rows = evaluation.rows
     # sources by name only: the report is served to anyone who opens the dashboard
     meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": _source_name(query_source, settings.home),
             "query split": query_split, "gallery": _source_name(gallery_source, settings.home),
@@ -381,7 +392,7 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
             "gallery size": len(gallery_entries)}
     if baselines:
         meta["frozen backbone"] = frozen.extractor.fingerprint
-    folder = write_report(settings.home / "reports", rows, meta)
+    folder = write_report(settings.home / "reports", rows, meta, evaluation.exact)
     models = list(dict.fromkeys(name.rsplit(" / ", 1)[0] for name in rows))
     for query_set in sets:  # a table per query set, a column per model: 63 characters wide for three models
         table = Table(title=f"retrieval accuracy: {query_set} queries", title_justify="left")
@@ -392,6 +403,15 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
         table.add_row("queries", *(str(m.queries) for m in found))
         for h in HEADLINE:
             table.add_row(h, *(f"{m.overall[h]:.4f}" for m in found))
+        out.print(table)
+    for style in exact_sets:
+        table = Table(title=f"exact item: {style} re-photographed catalog items", title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        for model in models:
+            table.add_column(model, justify="right", no_wrap=True)
+        figures = [evaluation.exact[f"{model} / {style}"] for model in models]
+        for h in ("queries", *EXACT_HEADLINE):
+            table.add_row(h, *(f"{f[h]:.4f}" if h not in ("queries", "median rank") else f"{f[h]:g}" for f in figures))
         out.print(table)
     out.print(f"report: {folder / 'report.md'}")
 
@@ -715,7 +735,8 @@ def demo(
             engine.close()
         report = latest_report(settings.home / "reports")
         if report is None or json.loads((report / "report.json").read_text())["meta"]["model"] != model:
-            _evaluate(settings, manifest, manifest, "test", "train", baselines=True, photo_like=1000, limit=None)
+            _evaluate(settings, manifest, manifest, "test", "train", baselines=True, photo_like=1000, limit=None,
+                      exact_items=1000)
     if serve_after:
         _serve(settings, settings.host, settings.port)
 

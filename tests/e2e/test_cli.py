@@ -116,10 +116,19 @@ def test_train_can_fine_tune_the_backbone_and_every_command_then_uses_it(lookali
 
 def test_evaluate_writes_a_report_with_baselines(lookalike, catalog_dir: Path, query_dir: Path, tmp_path: Path) -> None:
     result = lookalike("evaluate", "--queries", str(query_dir), "--gallery", str(catalog_dir), "--baselines",
-                       "--photo-like", "3")
+                       "--photo-like", "3", "--exact-items", "5")
     assert "report:" in result.stdout
     folder = Path(result.stdout.split("report:")[1].split()[0]).parent
-    rows = _report(result)["rows"]
+    report = _report(result)
+    rows = report["rows"]
+    exact = report["exact_item"]  # five catalog items re-photographed twice, each searched for among all 18
+    assert list(exact) == [f"{model} / {style}" for model in ("identity head", "frozen backbone", "raw pixels")
+                           for style in ("mild", "strong")]
+    for figures in exact.values():
+        assert figures["queries"] == 5 and 0 <= figures["recall@1"] <= figures["recall@5"] <= figures["recall@10"]
+        assert 1 <= figures["median rank"] <= 19 and figures["score spread@10"] >= 0
+    assert exact["identity head / mild"]["recall@10"] >= 0.6  # the item among the 10 nearest of 18
+    assert "exact item: mild" in result.stdout and "## Exact item" in (folder / "report.md").read_text()
     assert list(rows)[0] == "identity head / clean"
     assert {"frozen backbone / clean", "raw pixels / clean", "identity head / photo-like"} <= set(rows)
     clean = rows["identity head / clean"]

@@ -1,7 +1,10 @@
 """Photo-like variants of catalog images: what a shopper's camera makes of a garment.
 
 Colour changes, light or dark backgrounds, lighting, scale, position, rotation, blur and JPEG compression,
-drawn from a seeded generator so a query set (and a training augmentation) is reproducible.
+drawn from a seeded generator so a query set (and a training augmentation) is reproducible. A :class:`PhotoStyle`
+sets how far each goes: ``PHOTO`` (training views and the photo-like category queries), ``MILD`` (the garment's
+own look, a steady hand) and ``STRONG`` (always recoloured on a light background, which inverts a
+Fashion-MNIST image's polarity, with the full range of pose, light, blur and compression).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +22,61 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 PHOTO_SIZE = 224
 
 
-def _colourize(gray: Image.Image, rng: random.Random) -> Image.Image:
+@dataclass(frozen=True)
+class PhotoStyle:
+    """How far a rendering departs from the catalog image: each effect's chance or range."""
+
+    recolour: float  # chance that a mask-like (dark-background) image is recoloured on a new background
+    light_background: float  # chance that a recoloured background is light
+    scale: tuple[float, float]
+    rotation: float  # degrees either way
+    light: tuple[float, float]  # brightness and contrast factors
+    blur: float  # chance of a Gaussian blur
+    blur_radius: tuple[float, float]
+    quality: tuple[int, int]  # JPEG quality
+
+
+PHOTO = PhotoStyle(0.8, 0.5, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
+MILD = PhotoStyle(0.0, 0.5, (0.8, 1.0), 8, (0.85, 1.15), 0.5, (0.3, 1.0), (50, 85))
+STRONG = PhotoStyle(1.0, 1.0, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
+STYLES = {"photo": PHOTO, "mild": MILD, "strong": STRONG}
+
+
+def _colourize(gray: Image.Image, rng: random.Random, light_share: float) -> Image.Image:
     """Map a garment mask (white on black) to a random garment colour over a random background."""
     garment = tuple(rng.randint(0, 255) for _ in range(3))
-    light = rng.random() < 0.5
+    light = rng.random() < light_share
     background = tuple(rng.randint(170, 255) if light else rng.randint(0, 90) for _ in range(3))
     return ImageOps.colorize(gray, black=background, white=garment)  # type: ignore[arg-type]
 
 
-def photo_like_bytes(image: Image.Image, rng: random.Random, size: int = PHOTO_SIZE) -> bytes:
+def photo_like_bytes(image: Image.Image, rng: random.Random, size: int = PHOTO_SIZE,
+                     style: PhotoStyle = PHOTO) -> bytes:
     """One random photo-like rendering of ``image`` as JPEG bytes (``size`` x ``size``)."""
     gray = image.convert("L")
     looks_like_mask = np.asarray(gray).mean() < 110  # a dark-background catalog shot (e.g. Fashion-MNIST)
-    picture = _colourize(gray, rng) if looks_like_mask and rng.random() < 0.8 else image.convert("RGB")
+    recolour = looks_like_mask and rng.random() < style.recolour
+    picture = _colourize(gray, rng, style.light_background) if recolour else image.convert("RGB")
     picture = picture.resize((size, size), Image.Resampling.BICUBIC)
     corner = picture.getpixel((0, 0))
     # scale and position on a canvas of the background colour
-    scale = rng.uniform(0.6, 1.0)
+    scale = rng.uniform(*style.scale)
     side = max(8, int(size * scale))
     picture = picture.resize((side, side), Image.Resampling.BICUBIC)
     canvas = Image.new("RGB", (size, size), corner)  # type: ignore[arg-type]
     slack = size - side
     canvas.paste(picture, (rng.randint(0, slack), rng.randint(0, slack)))
     # rotation, filling with the background
-    canvas = canvas.rotate(rng.uniform(-20, 20), resample=Image.Resampling.BILINEAR, fillcolor=corner)
+    turn = rng.uniform(-style.rotation, style.rotation)
+    canvas = canvas.rotate(turn, resample=Image.Resampling.BILINEAR, fillcolor=corner)
     # lighting
-    canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(0.7, 1.3))
-    canvas = ImageEnhance.Contrast(canvas).enhance(rng.uniform(0.7, 1.3))
+    canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(*style.light))
+    canvas = ImageEnhance.Contrast(canvas).enhance(rng.uniform(*style.light))
     # blur and compression
-    if rng.random() < 0.7:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0)))
+    if rng.random() < style.blur:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(*style.blur_radius)))
     buffer = io.BytesIO()
-    canvas.save(buffer, format="JPEG", quality=rng.randint(30, 70))
+    canvas.save(buffer, format="JPEG", quality=rng.randint(*style.quality))
     return buffer.getvalue()
 
 
@@ -58,10 +85,12 @@ def photo_like(image: Image.Image, rng: random.Random, size: int = PHOTO_SIZE) -
     return Image.open(io.BytesIO(photo_like_bytes(image, rng, size))).convert("RGB")
 
 
-def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int = 0) -> Path:
+def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int | str = 0,
+                         style: PhotoStyle = PHOTO) -> Path:
     """Render photo-like variants of (a seeded sample of) ``entries`` as JPEGs + ``manifest.csv``; idempotent.
 
-    Only pass entries that are not in the gallery (e.g. the test split): the point is unseen photos.
+    For category queries pass entries that are not in the gallery (e.g. the test split); for exact-item queries
+    gallery entries with a seed no training view uses (training views are seeded ``train-<seed>-<n>``).
     """
     manifest = out_dir / "manifest.csv"
     if manifest.is_file():
@@ -72,7 +101,7 @@ def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int = 0) ->
     for i, entry in enumerate(sample):
         name = f"images/photo-{i:05d}.jpg"
         with Image.open(entry.path) as source:
-            data = photo_like_bytes(source, random.Random(f"{seed}-{i}"))
+            data = photo_like_bytes(source, random.Random(f"{seed}-{i}"), style=style)
         (out_dir / name).write_bytes(data)
         rows.append({"path": name, "category": entry.category, "item_id": entry.item_id,
                      "source": str(entry.path)})

@@ -24,14 +24,40 @@ class LabelledFeatures:
     features: np.ndarray
     failures: list[tuple[CatalogEntry, str]]
     images: list[Callable[[], Path | bytes]] = field(default_factory=list)  # each entry's image, read again
+    sources: np.ndarray | None = None  # views only: the row of the image each was rendered from
 
-    def __add__(self, other: LabelledFeatures) -> LabelledFeatures:
-        return LabelledFeatures(self.entries + other.entries, np.concatenate([self.features, other.features]),
-                                self.failures + other.failures, self.images + other.images)
+    def with_views(self, views: LabelledFeatures) -> LabelledFeatures:
+        """These images followed by ``views`` of them (rendered by :func:`collect_photo_like_features`)."""
+        own = self.sources if self.sources is not None else np.arange(len(self.entries))
+        view_sources = views.sources if views.sources is not None else np.zeros(0, np.int64)
+        return LabelledFeatures(self.entries + views.entries, np.concatenate([self.features, views.features]),
+                                self.failures + views.failures, self.images + views.images,
+                                np.concatenate([own, own[view_sources]]))
+
+    def instance_labels(self) -> np.ndarray:
+        """Integer instance of every row: its item id where every entry has one, else the image it shows."""
+        if self.entries and all(e.item_id for e in self.entries):
+            return encode_labels([e.item_id for e in self.entries])
+        return self.sources if self.sources is not None else np.arange(len(self.entries))
+
+    def category_labels(self) -> np.ndarray | None:
+        """Integer category of every row, or None when some entry has none."""
+        if not self.entries or any(e.category is None for e in self.entries):
+            return None
+        return encode_labels([e.category for e in self.entries])
+
+
+def encode_labels(labels: Sequence[str | None]) -> np.ndarray:
+    """Integer codes of string labels (None is not allowed: every training item needs a label)."""
+    if any(label is None for label in labels):
+        raise ValueError("every training item needs a category or an item_id")
+    _, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64)
 
 
 def positive_labels(entries: Sequence[CatalogEntry]) -> list[str | None]:
-    """What makes two entries alike: their item id when every entry has one, else their category."""
+    """What makes two entries relevant in the category protocol: their item id when every entry has one, else
+    their category."""
     use_ids = all(e.item_id for e in entries)
     return [e.item_id if use_ids else e.category for e in entries]
 
@@ -60,9 +86,10 @@ def collect_photo_like_features(
     progress: Callable[[int, int], None] | None = None,
 ) -> LabelledFeatures:
     """Features of ``n`` photo-like renderings of a seeded sample of ``entries`` (cached like any image), each
-    labelled like its source: extra positives that teach the head colours, backgrounds, scale and blur."""
-    sample = random.Random(seed).sample(list(entries), min(n, len(entries)))
-    views = list(enumerate(sample))
+    labelled like its source and knowing its row (``sources``): positives of their own image and category that
+    teach the head colours, backgrounds, scale and blur."""
+    positions = random.Random(seed).sample(range(len(entries)), min(n, len(entries)))
+    views = [(index, entries[p]) for index, p in enumerate(positions)]
 
     def render(view: tuple[int, CatalogEntry]) -> bytes:
         index, entry = view
@@ -79,5 +106,5 @@ def collect_photo_like_features(
         if progress:
             progress(done, len(views))
     features = np.concatenate(chunks) if chunks else np.zeros((0, featurizer.extractor.num_features), np.float32)
-    return LabelledFeatures([entry for _, entry in ok], features, [],
-                            [partial(render, view) for view in ok])
+    return LabelledFeatures([entry for _, entry in ok], features, [], [partial(render, view) for view in ok],
+                            np.array([positions[index] for index, _ in ok], np.int64))

@@ -1,12 +1,12 @@
-"""Training the embedding head as a triplet network with hard-negative mining (pytorch-metric-learning).
+"""Training the embedding head: features of a catalog's images and their photo-like views -> 128-d embedding.
 
-Frozen backbone features in, a small MLP (features -> hidden -> dim, L2-normalized) out. Batches hold
-``m_per_class`` examples of each label (MPerClassSampler), the miner picks the hard or semi-hard triplets
-inside each batch, and TripletMarginLoss pulls positives together and pushes negatives past the margin.
-A held-out validation split measures precision@1 (against a sample of the training rows) after every epoch;
-training stops early when it stops improving, keeps the best weights, and checkpoints every epoch so an
-interrupted run resumes. The MLP runs under bfloat16 autocast where the hardware has fast bfloat16 (about 2.4x
-the float32 matmul speed on two Zen 4 cores); the exported head is float32 either way.
+A small MLP (features -> hidden -> dim, L2-normalized) over frozen backbone features, trained with
+pytorch-metric-learning losses at two levels (:mod:`~lookalike.embedding.objective`): the instance (an image and
+its own views, or one item_id) and, weighted lower, the category (batch-hard mined triplets plus a proxy
+loss). The batches (:mod:`~lookalike.embedding.batches`) hold the rows of an instance two by two. A held-out
+validation split (whole instances) is scored after every epoch (:class:`Validation`); training stops early when
+it stops improving, keeps the best weights, and checkpoints every epoch so an interrupted run resumes. The MLP
+runs under bfloat16 autocast where the hardware has fast bfloat16; the exported head is float32 either way.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import torch
-from pytorch_metric_learning import distances, losses, miners, samplers
 from torch import nn
 
+from lookalike.embedding.batches import Batches, ClassBalancedBatches, PairedBatches
 from lookalike.embedding.head import EmbeddingHead
+from lookalike.embedding.objective import CategoryTerm, InstanceTerm, Miner, Objective, Term
 from lookalike.evaluation.metrics import knn
 
 log = logging.getLogger(__name__)
 
-Miner = Literal["semihard", "hard", "batch-hard"]
 AuxLoss = Literal["none", "normalized-softmax"]
 
 
@@ -44,6 +44,9 @@ class TrainConfig:
     miner: Miner = "batch-hard"
     aux_loss: AuxLoss = "normalized-softmax"  # a proxy loss beside the triplet loss: +1-2 points precision@1
     aux_weight: float = 1.0
+    instance_weight: float = 1.0  # the instance term (NT-Xent over an image and its views); 0: categories only
+    instance_temperature: float = 0.1
+    category_weight: float = 0.5  # the category term's weight beside the instance term
     m_per_class: int = 32
     batch_size: int = 256
     lr: float = 1e-3
@@ -67,7 +70,8 @@ class EpochStats:
     loss: float
     val_precision_at_1: float
     seconds: float
-    mined_triplets: float = 0.0
+    val_instance_recall_at_10: float = 0.0
+    val_score: float = 0.0
 
 
 @dataclass
@@ -76,6 +80,8 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int = 0
     best_val_precision_at_1: float = 0.0
+    best_val_instance_recall_at_10: float = 0.0
+    best_score: float = 0.0
     seconds: float = 0.0
     stopped: str = ""
 
@@ -148,68 +154,115 @@ def feature_statistics(normalized: torch.Tensor) -> tuple[np.ndarray, np.ndarray
     return mean.astype(np.float32), np.maximum(std, 0.1 * float(np.median(std)) + 1e-12).astype(np.float32)
 
 
-def encode_labels(labels: list[str | None]) -> np.ndarray:
-    """Integer codes of string labels (None is not allowed: every training item needs a label)."""
-    if any(label is None for label in labels):
-        raise ValueError("every training item needs a category or an item_id")
-    _, codes = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
-    return codes.astype(np.int64)
-
-
-def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train rows, validation rows); labels with a single example stay in training."""
+def split_validation(labels: np.ndarray, fraction: float, seed: int,
+                     instances: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train rows, validation rows); labels with a single example stay in training. With
+    ``instances``, the rows of one instance stay on the same side."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
-    for label in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        n_val = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
-        val.append(rows[:n_val])
-        train.append(rows[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+    groups = instances if instances is not None else np.arange(len(labels))
+    _, first = np.unique(groups, return_index=True)  # one representative row per instance
+    val_groups = []
+    for label in np.unique(labels[first]):
+        members = rng.permutation(groups[first][labels[first] == label])
+        n_val = int(round(len(members) * fraction)) if len(members) > 1 else 0
+        val_groups.append(members[:n_val])
+    is_val = np.isin(groups, np.concatenate(val_groups))
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def batch_shape(n_labels: int, m_per_class: int, batch_size: int) -> tuple[int, int]:
-    """(m, batch size) for an m-per-class sampler: with few labels, more examples of each fill the batch."""
-    if n_labels < 2:
-        raise ValueError("training needs at least two different labels")
-    m = max(m_per_class, batch_size // n_labels)
-    return m, m * min(n_labels, max(batch_size // m, 2))
-
-
-def _precision_at_1(models: list[nn.Module], embed: Callable[[torch.Tensor], torch.Tensor], queries: np.ndarray,
-                    gallery: np.ndarray, labels: np.ndarray, device: torch.device, bf16: bool) -> float:
-    """Precision@1 of the ``queries`` rows against the ``gallery`` rows, with ``models`` in inference mode."""
+def _embed_rows(models: list[nn.Module], embed: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray,
+                device: torch.device, bf16: bool) -> np.ndarray:
+    """Embeddings of training ``rows`` with ``models`` in inference mode."""
     for model in models:
         model.eval()
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-        q, g = (torch.cat([embed(chunk) for chunk in torch.from_numpy(rows).to(device).split(8192)]).cpu().numpy()
-                for rows in (queries, gallery))
+        out = torch.cat([embed(chunk).float() for chunk in torch.from_numpy(rows).to(device).split(8192)])
     for model in models:
         model.train()
-    _, idx = knn(q, g, 1)
-    return float((labels[gallery][idx[:, 0]] == labels[queries]).mean())
+    return out.cpu().numpy()
+
+
+@dataclass
+class Validation:
+    """The epoch-end check: category precision@1 of held-out rows against a sample of the training rows, and
+    instance recall@10 of one held-out row per held-out instance among that sample plus the other held-out rows.
+    Its score (the mean of the two that apply) decides the best epoch."""
+
+    rows: np.ndarray
+    gallery: np.ndarray
+    categories: np.ndarray | None
+    instances: np.ndarray | None
+
+    def __call__(self, embeddings: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+        if not len(self.rows):
+            return 0.0, 0.0
+        val, gallery = embeddings(self.rows), embeddings(self.gallery)
+        p1 = 0.0
+        if self.categories is not None:
+            _, idx = knn(val, gallery, 1)
+            p1 = float((self.categories[self.gallery][idx[:, 0]] == self.categories[self.rows]).mean())
+        recall = 0.0
+        if self.instances is not None:
+            ids = self.instances[self.rows]
+            _, first = np.unique(ids, return_index=True)
+            has_other = np.bincount(np.searchsorted(np.unique(ids), ids)) > 1
+            queries = first[has_other]
+            if len(queries):
+                rest = np.setdiff1d(np.arange(len(self.rows)), queries)
+                pool = np.concatenate([gallery, val[rest]])
+                pool_ids = np.concatenate([self.instances[self.gallery], ids[rest]])
+                _, idx = knn(val[queries], pool, 10)
+                recall = float((pool_ids[idx] == ids[queries, None]).any(axis=1).mean())
+        return p1, recall
+
+    def score(self, p1: float, recall: float) -> float:
+        parts = [v for v, known in ((p1, self.categories is not None), (recall, self.instances is not None)) if known]
+        return sum(parts) / max(len(parts), 1)
+
+
+def objective_for(config: TrainConfig, categories: np.ndarray | None, instances: np.ndarray | None) -> Objective:
+    """The loss terms that apply: the instance term where rows share instances, the category term where there
+    are categories (weighted lower when both apply)."""
+    terms: list[tuple[float, Term]] = []
+    if instances is not None and config.instance_weight:
+        terms.append((config.instance_weight, InstanceTerm(config.instance_temperature)))
+    if categories is not None:
+        proxy = config.aux_weight if config.aux_loss == "normalized-softmax" else 0.0
+        weight = config.category_weight if terms else 1.0
+        terms.append((weight, CategoryTerm(int(categories.max()) + 1, config.dim, config.margin, config.miner, proxy)))
+    if not terms:
+        raise ValueError("training needs categories or instances")
+    return Objective(terms)
 
 
 def train_head(
     features: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     backbone: str,
     config: TrainConfig,
     checkpoint: Path | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
     tail: nn.Module | None = None,
+    instances: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train the triplet head on (features, integer labels); resumes from ``checkpoint`` when it exists.
+    """Train the head on features with integer category ``labels`` and/or integer ``instances`` (rows of one
+    product: an image and its views, or one item_id); resumes from ``checkpoint`` when it exists.
 
     With a ``tail`` (training rows -> backbone features, see :class:`~lookalike.embedding.finetune.TrainableTail`)
     its trainable weights learn too, and ``features`` (the frozen backbone's) only set the standardization.
     """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
-    train_rows, val_rows = split_validation(labels, config.val_fraction, config.seed)
-    y = torch.from_numpy(labels).to(device)
+    if instances is not None and len(np.unique(instances)) == len(instances):
+        instances = None  # no instance has two rows: nothing for the instance term to pull together
+    objective = objective_for(config, labels, instances)
+    n = len(features)
+    strata = labels if labels is not None else np.zeros(n, np.int64)
+    train_rows, val_rows = split_validation(strata, config.val_fraction, config.seed, instances)
+    y = torch.from_numpy(strata).to(device)
+    ids = torch.from_numpy(instances if instances is not None else np.arange(n)).to(device)
     x = nn.functional.normalize(torch.from_numpy(np.asarray(features, np.float32)).to(device), dim=1)
     mean, std = feature_statistics(x[train_rows])
     net = HeadNet(features.shape[1], config.hidden, config.dim, config.dropout, mean, std).to(device)
@@ -217,25 +270,21 @@ def train_head(
     if tail is not None:
         tail.to(device)
     models: list[nn.Module] = [net] if tail is None else [net, tail]
+    terms = [module.to(device) for module in objective.modules()]
 
     def embed(rows: torch.Tensor) -> torch.Tensor:
         return net.embed(x[rows] if tail is None else net.standardize(tail(rows)))
-    loss_fn = losses.TripletMarginLoss(margin=config.margin, distance=distances.CosineSimilarity())
-    aux = (losses.NormalizedSoftmaxLoss(int(labels.max()) + 1, config.dim, temperature=0.05).to(device)
-           if config.aux_loss == "normalized-softmax" else None)
     groups: list[dict[str, Any]] = [{"params": net.parameters(), "lr": config.lr, "weight_decay": config.weight_decay}]
-    if aux is not None:  # the class proxies learn faster than the network
-        groups.append({"params": aux.parameters(), "lr": config.lr * 10, "weight_decay": 0.0})
+    for term in terms:  # the category proxies learn faster than the network
+        groups.append({"params": term.parameters(), "lr": config.lr * 10, "weight_decay": 0.0})
     if tail is not None:
         groups.append({"params": [p for p in tail.parameters() if p.requires_grad], "lr": config.tail_lr,
                        "weight_decay": config.weight_decay})
     optimizer = torch.optim.AdamW(groups, fused=True)  # fused: a fifth of the step time of the for-loop version
     bf16 = bf16_is_fast(device) if config.bf16 is None else config.bf16
-    miner = (miners.BatchHardMiner(distance=distances.CosineSimilarity()) if config.miner == "batch-hard"
-             else miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner,
-                                            distance=distances.CosineSimilarity()))
-    m, batch_size = batch_shape(len(np.unique(labels[train_rows])), config.m_per_class, config.batch_size)
-    steps_per_epoch = max(len(train_rows), batch_size) // batch_size
+    batches: Batches = (PairedBatches(instances[train_rows], config.batch_size) if instances is not None
+                        else ClassBalancedBatches(strata[train_rows], config.m_per_class, config.batch_size))
+    steps_per_epoch = max(len(train_rows), batches.batch_size) // batches.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], pct_start=0.1,
                                                     total_steps=max(20, config.max_epochs * steps_per_epoch))
     result = TrainResult(head=net.to_head(backbone, {}))
@@ -244,19 +293,19 @@ def train_head(
     config_key = json.dumps(asdict(config), sort_keys=True)
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        if saved.get("config") == config_key and saved.get("n") == len(labels):
-            _restore(models, saved["model"])
-            if aux is not None:
-                aux.load_state_dict(saved["aux"])
+        if saved.get("config") == config_key and saved.get("n") == n:
+            _restore(models + terms, saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             best_state, bad_epochs, start_epoch = saved["best_state"], saved["bad_epochs"], saved["epoch"]
             result.history = [EpochStats(**h) for h in saved["history"]]
-            result.best_epoch, result.best_val_precision_at_1 = saved["best_epoch"], saved["best_p1"]
+            result.best_epoch, result.best_score = saved["best_epoch"], saved["best_score"]
+            result.best_val_precision_at_1 = saved["best_p1"]
             torch.set_rng_state(saved["torch_rng"])
-            np.random.set_state(saved["numpy_rng"])  # the m-per-class sampler draws from numpy's global state
+            rng.bit_generator.state = saved["rng"]
             log.info("resuming head training at epoch %d", start_epoch + 1)
     gallery_rows = np.sort(np.random.default_rng(config.seed).permutation(train_rows)[: config.val_gallery])
+    validation = Validation(val_rows, gallery_rows, labels, instances)
     for model in models:
         model.train()
     for epoch in range(start_epoch + 1, config.max_epochs + 1):
@@ -264,44 +313,37 @@ def train_head(
             result.stopped = f"time budget of {config.max_seconds:.0f}s reached"
             break
         epoch_started = time.perf_counter()
-        # a new sampler each epoch: it shuffles its own state, which a resumed run would not have
-        sampler = samplers.MPerClassSampler(labels[train_rows], m=m, batch_size=batch_size,
-                                            length_before_new_iter=max(len(train_rows), batch_size))
-        order = train_rows[np.fromiter(iter(sampler), np.int64)]
-        total, batches, mined = 0.0, 0, 0
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            rows = torch.from_numpy(order[start : start + batch_size]).to(device)
+        total, count = 0.0, 0
+        for batch in batches.epoch(rng):
+            rows = torch.from_numpy(train_rows[batch]).to(device)
             with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                 embeddings = embed(rows)
-            triplets = miner(embeddings, y[rows])
-            loss = loss_fn(embeddings, y[rows], triplets)
-            if aux is not None:
-                loss = loss + config.aux_weight * aux(embeddings, y[rows])
+            loss = objective(embeddings, y[rows], ids[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
-            batches += 1
-            mined += len(triplets[0])
-        p1 = _precision_at_1(models, embed, val_rows, gallery_rows, labels, device, bf16) if len(val_rows) else 0.0
-        stats = EpochStats(epoch, total / max(batches, 1), p1, time.perf_counter() - epoch_started,
-                           mined / max(batches, 1))
+            count += 1
+        p1, recall = validation(lambda rows: _embed_rows(models, embed, rows, device, bf16))
+        score = validation.score(p1, recall)
+        stats = EpochStats(epoch, total / max(count, 1), p1, time.perf_counter() - epoch_started, recall, score)
         result.history.append(stats)
-        if p1 > result.best_val_precision_at_1 or epoch == 1:
-            result.best_val_precision_at_1, result.best_epoch = p1, epoch
+        if score > result.best_score or epoch == 1:
+            result.best_score, result.best_val_precision_at_1, result.best_epoch = score, p1, epoch
+            result.best_val_instance_recall_at_10 = recall
             best_state = _snapshot(models)
             bad_epochs = 0
         else:
             bad_epochs += 1
         if checkpoint is not None:
             _save_checkpoint(checkpoint, {
-                "config": config_key, "n": len(labels), "epoch": epoch, "model": _snapshot(models),
-                "aux": aux.state_dict() if aux is not None else None,
+                "config": config_key, "n": n, "epoch": epoch, "model": _snapshot(models + terms),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "best_state": best_state, "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
-                "best_p1": result.best_val_precision_at_1, "history": [asdict(h) for h in result.history],
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "best_score": result.best_score, "best_p1": result.best_val_precision_at_1,
+                "history": [asdict(h) for h in result.history],
+                "torch_rng": torch.get_rng_state(), "rng": rng.bit_generator.state,
             })
         if on_epoch:
             on_epoch(stats)
@@ -314,9 +356,11 @@ def train_head(
     for model in models:
         model.eval()
     result.seconds = time.perf_counter() - started
-    info = {"config": asdict(config), "best_epoch": result.best_epoch, "samples": len(labels),
-            "val_precision_at_1": result.best_val_precision_at_1, "seconds": round(result.seconds, 1),
-            "stopped": result.stopped}
+    info = {"config": asdict(config), "best_epoch": result.best_epoch, "samples": n,
+            "instances": int(len(np.unique(instances))) if instances is not None else None,
+            "val_precision_at_1": result.best_val_precision_at_1,
+            "val_instance_recall_at_10": result.best_val_instance_recall_at_10,
+            "seconds": round(result.seconds, 1), "stopped": result.stopped}
     result.head = net.to_head(backbone, info)
     return result
 

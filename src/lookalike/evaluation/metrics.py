@@ -141,3 +141,33 @@ def _per_query_metrics(rel: np.ndarray, relevant_total: np.ndarray) -> dict[str,
     ideal = np.cumsum(discounts)[np.clip(np.minimum(NDCG_K, relevant_total) - 1, 0, None)]
     out[f"NDCG@{NDCG_K}"] = np.where(relevant_total > 0, dcg / ideal, 0.0)
     return out
+
+
+EXACT_KS = (1, 5, 10)
+SPREAD_K = 10
+
+
+def exact_item_metrics(query_embeddings: np.ndarray, query_items: np.ndarray, gallery_embeddings: np.ndarray,
+                       gallery_items: np.ndarray, chunk: int = 256) -> dict[str, float]:
+    """How well re-photographed catalog items find themselves: recall@K of the very item (a gallery row whose
+    item label equals the query's), the median and mean rank of its best row (1 = first; ties count in the
+    item's favour), and the mean score spread, top-1 minus top-``SPREAD_K`` score (how much a result list's
+    scores tell its results apart)."""
+    q_items, g_items = np.asarray(query_items), np.asarray(gallery_items)
+    ranks, spreads = [], []
+    for start in range(0, len(q_items), chunk):
+        scores = query_embeddings[start : start + chunk] @ gallery_embeddings.T
+        relevant = g_items[None, :] == q_items[start : start + chunk, None]
+        best = np.where(relevant, scores, -np.inf).max(axis=1)
+        ranks.append(1 + (scores > best[:, None]).sum(axis=1))  # a query without its item gets rank len + 1
+        k = min(SPREAD_K, scores.shape[1])
+        top = -np.partition(-scores, k - 1, axis=1)[:, :k]
+        spreads.append(top.max(axis=1) - top.min(axis=1))
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    spread = np.concatenate(spreads) if spreads else np.zeros(0)
+    out = {f"recall@{k}": float((rank <= k).mean()) if len(rank) else 0.0 for k in EXACT_KS}
+    out["median rank"] = float(np.median(rank)) if len(rank) else 0.0
+    out["mean rank"] = float(rank.mean()) if len(rank) else 0.0
+    out[f"score spread@{SPREAD_K}"] = float(spread.mean()) if len(spread) else 0.0
+    out["queries"] = float(len(rank))
+    return out

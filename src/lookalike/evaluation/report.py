@@ -20,18 +20,22 @@ LATEST = "LATEST"
 HEADLINE = ("precision@1", "recall@5", "recall@10", "precision@5", "precision@10", "mAP@10", "MAP@R", "NDCG@10")
 
 
-def write_report(root: Path, rows: dict[str, RetrievalMetrics], meta: dict[str, Any]) -> Path:
-    """Write the report of ``rows`` (name -> metrics; the first is the model under test) to a new folder
-    under ``root`` and point ``root/LATEST`` at it. Returns the folder."""
+EXACT_HEADLINE = ("recall@1", "recall@5", "recall@10", "median rank", "score spread@10")
+
+
+def write_report(root: Path, rows: dict[str, RetrievalMetrics], meta: dict[str, Any],
+                 exact: dict[str, dict[str, float]] | None = None) -> Path:
+    """Write the report of ``rows`` (name -> metrics; the first is the model under test) and of the exact-item
+    rows to a new folder under ``root`` and point ``root/LATEST`` at it. Returns the folder."""
     folder = root / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     main_name, main = next(iter(rows.items()))
-    data = {"meta": meta, "rows": {name: m.to_dict() for name, m in rows.items()}}
+    data = {"meta": meta, "rows": {name: m.to_dict() for name, m in rows.items()}, "exact_item": exact or {}}
     (folder / "report.json").write_text(json.dumps(data, indent=2))
     _confusion_plot(main, folder / "confusion.png", f"{main_name}: query category vs top-1 category")
     _per_category_plot(main, folder / "per_category.png")
     _curves_plot(rows, folder / "curves.png")
-    (folder / "report.md").write_text(_markdown(rows, meta))
+    (folder / "report.md").write_text(_markdown(rows, meta, exact or {}))
     pointer = root / f".{LATEST}.tmp"
     pointer.write_text(folder.name)
     os.replace(pointer, root / LATEST)
@@ -46,13 +50,21 @@ def latest_report(root: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _markdown(rows: dict[str, RetrievalMetrics], meta: dict[str, Any]) -> str:
+def _markdown(rows: dict[str, RetrievalMetrics], meta: dict[str, Any], exact: dict[str, dict[str, float]]) -> str:
     lines = ["# Retrieval accuracy", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta.items()]
-    lines += ["", "| model | queries | " + " | ".join(HEADLINE) + " |", "|---|---|" + "---|" * len(HEADLINE)]
+    lines += ["", "## Category protocol (relevant: same category)", "",
+              "| model | queries | " + " | ".join(HEADLINE) + " |", "|---|---|" + "---|" * len(HEADLINE)]
     for name, m in rows.items():
         values = " | ".join(f"{m.overall[h]:.4f}" for h in HEADLINE)
         lines.append(f"| {name} | {m.queries} | {values} |")
+    if exact:
+        lines += ["", "## Exact item (catalog items re-photographed; relevant: the very item)", "",
+                  "| model / photos | queries | " + " | ".join(EXACT_HEADLINE) + " |",
+                  "|---|---|" + "---|" * len(EXACT_HEADLINE)]
+        for name, figures in exact.items():
+            values = " | ".join(f"{figures[h]:.4f}" if "rank" not in h else f"{figures[h]:g}" for h in EXACT_HEADLINE)
+            lines.append(f"| {name} | {figures['queries']:.0f} | {values} |")
     main_name, main = next(iter(rows.items()))
     lines += ["", f"## Per category ({main_name})", "",
               "| category | queries | " + " | ".join(HEADLINE) + " |", "|---|---|" + "---|" * len(HEADLINE)]

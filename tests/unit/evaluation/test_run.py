@@ -20,9 +20,9 @@ def test_the_frozen_baseline_comes_from_the_pretrained_featurizer_when_one_is_gi
     head = fit_pca_head(collect_features(model, gallery).features, extractor.fingerprint, dim=8)
 
     alone = evaluate(pretrained, fit_pca_head(collect_features(pretrained, gallery).features, "tiny", dim=8),
-                     {"clean": queries}, gallery, baselines=True)
-    mixed = evaluate(model, head, {"clean": queries}, gallery, baselines=True, frozen=pretrained)
-    plain = evaluate(model, head, {"clean": queries}, gallery, baselines=True)
+                     {"clean": queries}, gallery, baselines=True).rows
+    mixed = evaluate(model, head, {"clean": queries}, gallery, baselines=True, frozen=pretrained).rows
+    plain = evaluate(model, head, {"clean": queries}, gallery, baselines=True).rows
 
     assert mixed["pca head / clean"].overall == plain["pca head / clean"].overall
     assert mixed["frozen backbone / clean"].overall == alone["frozen backbone / clean"].overall

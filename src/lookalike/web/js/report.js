@@ -6,6 +6,7 @@ import { $, el, setMessage } from "./dom.js";
 const HEADLINE = ["precision@1", "recall@5", "recall@10", "precision@5", "precision@10", "mAP@10", "MAP@R",
   "NDCG@10"];
 const PER_CATEGORY = ["precision@1", "recall@5", "mAP@10", "MAP@R"];
+const EXACT = ["recall@1", "recall@5", "recall@10", "median rank", "score spread@10"];
 
 const fmt = (value) => (typeof value === "number" ? value.toFixed(3) : "–");
 
@@ -41,6 +42,23 @@ function renderMetrics(report) {
       const isBest = names.length > 1 && value === best[c];
       return el("td", { class: isBest ? "num best" : "num", text: fmt(value), title: isBest ? "best" : null });
     }),
+  ])));
+}
+
+function renderExact(report) {
+  const exact = report.exact_item ?? {};
+  const names = Object.keys(exact);
+  $("#exact-section").hidden = names.length === 0;
+  const table = $("#exact-table");
+  table.tHead.replaceChildren(el("tr", {}, [
+    el("th", { scope: "col", text: "Model / photos" }), el("th", { scope: "col", class: "num", text: "Queries" }),
+    ...EXACT.map((c) => el("th", { scope: "col", class: "num", text: c })),
+  ]));
+  const number = (c, value) => (c === "median rank" && typeof value === "number" ? String(value) : fmt(value));
+  table.tBodies[0].replaceChildren(...names.map((name) => el("tr", { dataset: { row: name } }, [
+    el("th", { scope: "row", text: name }),
+    el("td", { class: "num", text: String(exact[name].queries ?? "–") }),
+    ...EXACT.map((c) => el("td", { class: "num", text: number(c, exact[name][c]) })),
   ])));
 }
 
@@ -92,6 +110,7 @@ function renderFiles(report) {
 export function renderReport(report) {
   const first = Object.values(report.rows ?? {})[0];
   renderMeta(report);
+  renderExact(report);
   renderMetrics(report);
   $("#confusion-title").textContent = `Confusion matrix (${Object.keys(report.rows)[0]})`;
   if (first) {
