@@ -11,10 +11,15 @@ overlap (a model trained to cluster a category can put different items of it clo
 threshold is then the 99th percentile of all nearest scores, so that few different items are ever grouped,
 and ``separable`` is false.
 
-**Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above the threshold (the vector
-store's ``range_search``); the pairs are the edges of a graph whose connected components (single linkage, as a
-union-find would give) are the groups. The bound keeps a low threshold on a large catalog from asking for every
-pair; an item with more copies than that is still joined to the rest through them.
+**Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above a candidate floor (twice
+as far from 1 as the threshold; the vector store's ``range_search``). A pair is a duplicate when its similarity
+reaches the threshold, or, below it, when the two images' perceptual hashes (``lookalike.signatures``) differ in
+at most ``HASH_DISTANCE`` bits: the hash catches re-encoded, resized and slightly cropped copies the
+embedding scores a little low. Either way the two colour thumbnails must agree (``COLOUR_DISTANCE``): colour
+variants of one garment are look-alikes, not copies, even where the embedding and the grey-level hash cannot
+tell them apart. The pairs are the edges of a graph whose connected components (single linkage) are the
+groups. The bound keeps a low threshold on a large catalog from asking for every pair; an item with more
+copies than that is still joined to the rest through them.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from lookalike.calibrations import Calibration, load_or_fit
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
+from lookalike.signatures import Signature, signature
 
 if TYPE_CHECKING:
+    from lookalike.catalog.repository import ItemRecord
     from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,9 @@ COPY_QUANTILE = 5
 DISTINCT_QUANTILE = 99
 MAX_DUPLICATE_SHARE = 0.5
 NEIGHBOURS = 32  # the most duplicates range-searched per item
+CANDIDATE_WIDTH = 2.0  # candidates down to 1 - CANDIDATE_WIDTH * (1 - threshold)
+HASH_DISTANCE = 8  # differing bits of 64 for the hash to vouch for a pair below the threshold
+COLOUR_DISTANCE = 0.08  # the most the colour thumbnails of a duplicate pair differ (mean, 0 to 1)
 
 
 def _jpeg(image: Image.Image) -> Image.Image:
@@ -160,14 +170,19 @@ def check_threshold(threshold: float) -> None:
         raise InvalidRequestError(f"threshold must be in (0, 1], got {threshold}")
 
 
+def candidate_floor(threshold: float) -> float:
+    return max(1.0 - CANDIDATE_WIDTH * (1.0 - threshold), 1e-6)
+
+
 def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
-    """Groups of catalog items whose embeddings are at least ``threshold`` alike, largest group first."""
+    """Groups of catalog items that are copies of each other (see the module docstring), largest group first."""
     check_threshold(threshold)
+    floor = candidate_floor(threshold)
     sources, targets, weights = [], [], []
     records = list(engine.catalog.iter_items())
     for start in range(0, len(records), BATCH):
         kept, vectors = item_vectors(engine, records[start : start + BATCH])
-        rows = engine.store.range_search(vectors, threshold, limit=NEIGHBOURS + 1)  # + 1: the item itself
+        rows = engine.store.range_search(vectors, floor, limit=NEIGHBOURS + 1)  # + 1: the item itself
         for record, (scores, ids) in zip(kept, rows, strict=True):
             later = ids > record.id  # each pair once, the item itself left out
             sources.append(np.full(int(later.sum()), record.id, np.int64))
@@ -175,12 +190,18 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
             weights.append(scores[later])
     if not sources or not sum(map(len, sources)):
         return []
-    src_ids, dst_ids = np.concatenate(sources), np.concatenate(targets)
+    src_ids, dst_ids, score = np.concatenate(sources), np.concatenate(targets), np.concatenate(weights)
+    by_id = {r.id: r for r in records}
+    ends = [by_id[int(i)] for i in np.unique(np.r_[src_ids, dst_ids]) if int(i) in by_id]
+    left, right = [by_id[int(i)] for i in src_ids], [by_id[int(i)] for i in dst_ids]
+    duplicate = _agree(image_signatures(engine, ends), left, right, score, threshold)
+    src_ids, dst_ids, score = src_ids[duplicate], dst_ids[duplicate], score[duplicate]
+    if not len(src_ids):
+        return []
     nodes = np.unique(np.concatenate([src_ids, dst_ids]))
     src, dst = np.searchsorted(nodes, src_ids), np.searchsorted(nodes, dst_ids)
     graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes), len(nodes)))
     count, labels = connected_components(graph, directed=False)
-    score = np.concatenate(weights)
     weakest, strongest = np.full(count, np.inf), np.full(count, -np.inf)
     np.minimum.at(weakest, labels[src], score)
     np.maximum.at(strongest, labels[src], score)
@@ -189,6 +210,47 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
     groups = [DuplicateGroup(ids.tolist(), round(float(weakest[g]), 6), round(float(strongest[g]), 6))
               for g, ids in zip(np.unique(labels), members, strict=True)]
     return sorted(groups, key=lambda g: (-len(g.ids), g.ids[0]))
+
+
+def _agree(signatures: dict[str, Signature], left: list[ItemRecord], right: list[ItemRecord], score: np.ndarray,
+           threshold: float) -> np.ndarray:
+    """Which candidate pairs are duplicates: alike enough (or vouched for by the hash) and of the same colours.
+    A pair whose image can no longer be read is judged by its score alone."""
+    missing = Signature(0, b"")
+    a = [signatures.get(r.content_hash, missing) for r in left]
+    b = [signatures.get(r.content_hash, missing) for r in right]
+    known = np.array([x.colour != b"" and y.colour != b"" for x, y in zip(a, b, strict=True)])
+    hashes = np.array([[x.phash, y.phash] for x, y in zip(a, b, strict=True)], np.uint64).reshape(-1, 2)
+    bits = np.bitwise_count(hashes[:, 0] ^ hashes[:, 1])
+    colour = np.zeros(len(a))
+    if known.any():
+        grid = len(next(x.colour for x, ok in zip(a, known, strict=True) if ok))
+        empty = bytes(grid)
+        ca = np.frombuffer(b"".join(x.colour or empty for x in a), np.uint8).reshape(len(a), grid).astype(np.int16)
+        cb = np.frombuffer(b"".join(y.colour or empty for y in b), np.uint8).reshape(len(b), grid).astype(np.int16)
+        colour = np.abs(ca - cb).mean(axis=1) / 255.0
+    same_colours = ~known | (colour <= COLOUR_DISTANCE)
+    return same_colours & ((score >= threshold) | (known & (bits <= HASH_DISTANCE)))
+
+
+def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Signature]:
+    """Signatures of the items' images by content hash: stored ones, the rest computed (and stored)."""
+    stored = engine.catalog.image_signatures(r.content_hash for r in records)
+    out = {key: Signature(int(phash, 16), colour) for key, (phash, colour) in stored.items()}
+    computed: dict[str, tuple[str, bytes]] = {}
+    for record in records:
+        if record.content_hash in out:
+            continue
+        try:
+            found = signature(decode_image(record.path))
+        except ImageDecodeError as exc:
+            log.warning("no signature for item %d: %s", record.id, exc)
+            continue
+        out[record.content_hash] = found
+        computed[record.content_hash] = (f"{found.phash:016x}", found.colour)
+    if computed:
+        engine.catalog.save_image_signatures(computed)
+    return out
 
 
 def collapse(vectors: np.ndarray, threshold: float, keep: int) -> list[int]:

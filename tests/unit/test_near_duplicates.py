@@ -19,3 +19,52 @@ def test_collapse_keeps_the_best_of_each_near_duplicate_set_in_order():
 def test_threshold_must_be_a_positive_similarity(bad):
     with pytest.raises(InvalidRequestError):
         check_threshold(bad)
+
+
+def _jpeg(image, quality):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def test_signatures_match_copies_and_tell_colour_variants_and_other_garments_apart():
+    from PIL import ImageOps
+
+    from imagegen import make_product
+    from lookalike.duplicates import COLOUR_DISTANCE, HASH_DISTANCE
+    from lookalike.signatures import signature
+
+    original = make_product("dresses", 2, 320)
+    copies = [original.resize((640, 640)), _jpeg(original, 40), original.crop((1, 1, 319, 319)).resize((320, 320)),
+              _jpeg(original.crop((13, 13, 307, 307)), 60)]
+    base = signature(original)
+    for copy in copies:
+        found = signature(copy)
+        assert base.hash_distance(found) <= HASH_DISTANCE and base.colour_distance(found) <= COLOUR_DISTANCE
+    recoloured = ImageOps.colorize(original.convert("L"), black="white", white="darkgreen")  # same shape, other colour
+    assert base.colour_distance(signature(recoloured)) > COLOUR_DISTANCE
+    others = [signature(make_product(c, s, 320)) for c, s in (("dresses", 3), ("tees", 2), ("trousers", 2))]
+    assert all(base.hash_distance(other) > HASH_DISTANCE for other in others)
+
+
+def test_the_hash_vouches_for_a_copy_below_the_threshold_and_colour_vetoes_a_variant_above_it():
+    from lookalike.catalog.repository import ItemRecord
+    from lookalike.duplicates import _agree
+    from lookalike.signatures import Signature
+
+    def record(i):
+        return ItemRecord(i, f"/x/{i}.png", f"hash-{i}", "dresses", None, {}, "m")
+
+    grey, green = bytes([120] * 48), bytes([20, 160, 40] * 16)
+    signatures = {"hash-1": Signature(0xF0F0_F0F0_F0F0_F0F0, grey),
+                  "hash-2": Signature(0xF0F0_F0F0_F0F0_F0F1, grey),  # one bit away: a re-encoded copy
+                  "hash-3": Signature(0xF0F0_F0F0_F0F0_F0F0, green),  # the same shape in green
+                  "hash-4": Signature(0x0F0F_0F0F_0F0F_0F0F, grey)}  # another garment of the same colour
+    left = [record(1), record(1), record(1), record(1)]
+    right = [record(2), record(3), record(4), record(5)]  # item 5's image could not be read: no signature
+    scores = np.array([0.90, 0.999, 0.90, 0.97])
+    assert _agree(signatures, left, right, scores, threshold=0.95).tolist() == [True, False, False, True]

@@ -33,6 +33,17 @@ class Item(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ImageSignature(Base):
+    """The perceptual signature of an image's content (see ``lookalike.signatures``), computed when duplicates are
+    first looked for; keyed by content hash, so an image is hashed once whatever item shows it."""
+
+    __tablename__ = "image_signatures"
+
+    content_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
+    phash: Mapped[str] = mapped_column(String(16))  # hexadecimal
+    colour: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Search(Base):
     """One search made through the service, with its top results."""
 

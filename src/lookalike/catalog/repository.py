@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.catalog.models import (
     Base,
+    ImageSignature,
     Item,
     Search,
     SearchShopper,
@@ -136,6 +137,26 @@ class Catalog:
         with self.session() as session:
             rows = session.scalars(select(Item).where(Item.path.in_(wanted)).order_by(Item.id)).all() if wanted else []
             return [ItemRecord.of(row) for row in rows]
+
+    def image_signatures(self, content_hashes: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """Stored (perceptual hash, colour thumbnail) of these image contents; absent ones are left out."""
+        wanted = sorted(set(content_hashes))
+        found: dict[str, tuple[str, bytes]] = {}
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = select(ImageSignature).where(ImageSignature.content_hash.in_(chunk))
+                found.update({row.content_hash: (row.phash, row.colour) for row in session.scalars(query)})
+        return found
+
+    def save_image_signatures(self, signatures: dict[str, tuple[str, bytes]]) -> None:
+        """Store signatures of image contents not stored yet (another writer's are kept)."""
+        new = {k: v for k, v in signatures.items() if k not in self.image_signatures(signatures)}
+        if not new:
+            return
+        with self.session() as session, session.begin():
+            session.execute(insert(ImageSignature), [{"content_hash": k, "phash": p, "colour": c}
+                                                      for k, (p, c) in new.items()])
 
     def count_searches(self) -> int:
         with self.session() as session:

@@ -2,9 +2,10 @@
 
 Colour changes, light or dark backgrounds, lighting, scale, position, rotation, blur and JPEG compression,
 drawn from a seeded generator so a query set (and a training augmentation) is reproducible. A :class:`PhotoStyle`
-sets how far each goes: ``PHOTO`` (training views and the photo-like category queries), ``MILD`` (the garment's
-own look, a steady hand) and ``STRONG`` (always recoloured on a light background, which inverts a
-Fashion-MNIST image's polarity, with the full range of pose, light, blur and compression).
+sets how far each goes: ``PHOTO`` (training views and the photo-like category queries), ``MILD`` (a
+dark-background catalog shot recoloured on a dark background, a steady hand, light blur and compression) and
+``STRONG`` (recoloured on a light background, which inverts a Fashion-MNIST image's polarity, with the full range
+of pose, light, blur and compression). A catalog shot that is not mask-like keeps its own colours.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class PhotoStyle:
 
 
 PHOTO = PhotoStyle(0.8, 0.5, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
-MILD = PhotoStyle(0.0, 0.5, (0.8, 1.0), 8, (0.85, 1.15), 0.5, (0.3, 1.0), (50, 85))
+MILD = PhotoStyle(1.0, 0.0, (0.8, 1.0), 8, (0.85, 1.15), 0.5, (0.3, 1.0), (50, 85))
 STRONG = PhotoStyle(1.0, 1.0, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
 STYLES = {"photo": PHOTO, "mild": MILD, "strong": STRONG}
 

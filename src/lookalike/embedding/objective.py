@@ -1,8 +1,9 @@
 """The loss a training batch is scored by: weighted terms over two levels of likeness (pytorch-metric-learning).
 
 - :class:`InstanceTerm`: the same product (an image and its own photo-like views, or images sharing an
-  ``item_id``) is the strongest positive. NT-Xent over the batch: every other row is a negative, so the head
-  must tell one item from the others of its category.
+  ``item_id``) is the strongest positive. Supervised contrastive loss (SupCon; with one positive per row it is
+  NT-Xent / InfoNCE) over the batch: every other row is a negative, so the head must tell one item from the
+  others of its category. (PML's NTXentLoss gives the same value, about 50x slower: BENCHMARKS.md.)
 - :class:`CategoryTerm`: the same category is a weaker positive. A batch-hard (or semi-hard) mined triplet loss
   plus a normalized-softmax proxy loss over the categories.
 
@@ -29,10 +30,10 @@ class Term(Protocol):
 
 
 class InstanceTerm:
-    """NT-Xent (InfoNCE) on instance labels: views of one item together, every other row of the batch apart."""
+    """Supervised contrastive loss on instance labels: views of one item together, every other row apart."""
 
     def __init__(self, temperature: float) -> None:
-        self.loss = losses.NTXentLoss(temperature=temperature)
+        self.loss = losses.SupConLoss(temperature=temperature)
 
     def __call__(self, embeddings: torch.Tensor, categories: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
         return self.loss(embeddings, instances)

@@ -44,7 +44,7 @@ class TrainConfig:
     miner: Miner = "batch-hard"
     aux_loss: AuxLoss = "normalized-softmax"  # a proxy loss beside the triplet loss: +1-2 points precision@1
     aux_weight: float = 1.0
-    instance_weight: float = 1.0  # the instance term (NT-Xent over an image and its views); 0: categories only
+    instance_weight: float = 1.0  # the instance term (SupCon over an image and its views); 0: categories only
     instance_temperature: float = 0.1
     category_weight: float = 0.5  # the category term's weight beside the instance term
     m_per_class: int = 32
