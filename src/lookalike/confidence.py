@@ -1,9 +1,15 @@
-"""Calibrated confidence for a similarity score, fitted on the catalog itself.
+"""Calibrated confidence for a similarity score, fitted on the catalog itself, at two levels.
 
-Sample catalog items, search their nearest neighbours (themselves excluded) and record, for each
-(score, neighbour) pair, whether the neighbour shares the item's category. A logistic curve fitted to those
-pairs turns any cosine score into "the probability that a result this similar is the same kind of garment".
-A catalog without categories gets the empirical rank of the score among neighbour scores instead.
+*Same kind*: sample catalog items, search their nearest neighbours (themselves excluded) and record, for each
+(score, neighbour) pair, whether the neighbour shares the item's category; a logistic curve fitted to those
+pairs turns a cosine score into "the probability that a result this similar is the same kind of garment" (a
+catalog without categories gets the empirical rank of the score among neighbour scores instead).
+*Same item*: re-encoded copies of sampled items against their originals (positives) and the items' nearest
+other items (negatives), from :func:`lookalike.duplicates.copy_evidence`; a second logistic curve gives "the
+probability that a result this similar is the very item".
+
+The confidence shown is their mean: about 1 for the very item, about one half for a garment of the same kind,
+about 0 for another kind, so a near-identical result and a merely same-category one read differently.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.calibrations import Calibration, load_or_fit
+from lookalike.duplicates import copy_evidence
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
@@ -28,19 +35,31 @@ NEIGHBOURS = 10
 
 @dataclass
 class ConfidenceModel(Calibration):
-    """``sigmoid(slope * score + intercept)``, or the empirical CDF of ``quantiles`` when uncategorized."""
+    """Same kind: ``sigmoid(slope * score + intercept)``, or the empirical CDF of ``quantiles`` when
+    uncategorized; same item: ``sigmoid(item_slope * score + item_intercept)`` when fitted (``item_slope`` > 0)."""
 
     model_version: str
     items: int
     slope: float = 0.0
     intercept: float = 0.0
     quantiles: list[float] | None = None
+    item_slope: float = 0.0
+    item_intercept: float = 0.0
 
-    def __call__(self, scores: np.ndarray) -> np.ndarray:
+    def same_kind(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, np.float64)
         if self.quantiles:
             return np.interp(scores, self.quantiles, np.linspace(0, 1, len(self.quantiles)))
         return 1.0 / (1.0 + np.exp(-(self.slope * scores + self.intercept)))
+
+    def same_item(self, scores: np.ndarray) -> np.ndarray | None:
+        if self.item_slope <= 0:
+            return None
+        return 1.0 / (1.0 + np.exp(-(self.item_slope * np.asarray(scores, np.float64) + self.item_intercept)))
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        kind, item = self.same_kind(scores), self.same_item(scores)
+        return kind if item is None else (kind + item) / 2
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
@@ -90,7 +109,14 @@ def calibrate(engine: Engine, seed: int = 0) -> ConfidenceModel:
         model.slope, model.intercept = fit_logistic(x, y)
     else:
         model.quantiles = np.quantile(x, np.linspace(0, 1, 21)).tolist()
-    log.info("confidence calibrated on %d neighbour pairs", len(x))
+    evidence = copy_evidence(engine, seed=seed)
+    if len(evidence.copy_scores) and len(evidence.nearest):
+        item_x = np.concatenate([evidence.copy_scores, evidence.nearest])
+        item_y = np.r_[np.ones(len(evidence.copy_scores)), np.zeros(len(evidence.nearest))]
+        slope, intercept = fit_logistic(item_x, item_y)
+        if slope > 0:
+            model.item_slope, model.item_intercept = slope, intercept
+    log.info("confidence calibrated on %d neighbour pairs and %d copies", len(x), len(evidence.copy_scores))
     return model
 
 

@@ -98,10 +98,22 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> DuplicateThreshold:
-    """Fit the threshold on copies of a sample of the catalog (see the module docstring)."""
+@dataclass
+class CopyEvidence:
+    """Similarities of re-encoded copies of sampled items to their originals, and of the sampled items to their
+    nearest other item (exact byte copies aside)."""
+
+    copy_scores: np.ndarray
+    kinds: np.ndarray  # the kind of each copy (a key of COPIES)
+    nearest: np.ndarray
+    sample: int  # sampled items that could be read
+
+
+def copy_evidence(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> CopyEvidence:
+    """Copies of a seeded sample of the catalog embedded through the real pipeline, and the sample's nearest
+    other items."""
+    empty = CopyEvidence(np.zeros(0), np.zeros(0, str), np.zeros(0), 0)
     ids = engine.store.ids()
-    model = DuplicateThreshold(engine.model_version, len(ids), 1.0, False, 1.0, 1.0)
     chosen = np.random.default_rng(seed).choice(ids, size=min(sample, len(ids)), replace=False)
     records = engine.catalog.get_items(chosen.tolist())
     originals, copies, kinds = [], [], []
@@ -116,7 +128,7 @@ def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> 
             kinds.append(kind)
     kept, vectors = item_vectors(engine, list({r.id: r for r in originals}.values()))
     if len(kept) < 2:
-        return model
+        return empty
     by_id = {r.id: v for r, v in zip(kept, vectors, strict=True)}
     rows = [i for i, r in enumerate(originals) if r.id in by_id]
     step = engine.featurizer.batch_size
@@ -132,18 +144,28 @@ def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> 
             if other in others and other != record.id and others[other].content_hash != hashes[record.id]:
                 nearest.append(score)
                 break
+    return CopyEvidence(copy_scores, np.array([kinds[i] for i in rows]), np.asarray(nearest), len(kept))
+
+
+def calibrate_threshold(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> DuplicateThreshold:
+    """Fit the threshold on copies of a sample of the catalog (see the module docstring)."""
+    model = DuplicateThreshold(engine.model_version, len(engine.store), 1.0, False, 1.0, 1.0)
+    evidence = copy_evidence(engine, sample, seed)
+    if not evidence.sample:
+        return model
+    copy_scores = evidence.copy_scores
     model.copy_low = float(np.percentile(copy_scores, COPY_QUANTILE))
-    distinct = np.asarray(nearest)
+    distinct = evidence.nearest
     presumed_copies = distinct >= model.copy_low
     model.separable = bool(presumed_copies.mean() <= MAX_DUPLICATE_SHARE) if len(distinct) else True
     if model.separable:
         distinct = distinct[~presumed_copies]
     model.distinct_high = float(np.percentile(distinct, DISTINCT_QUANTILE)) if len(distinct) else -1.0
-    kind_of = np.array([kinds[i] for i in rows])
-    model.copies = {k: round(float(np.percentile(copy_scores[kind_of == k], COPY_QUANTILE)), 6) for k in COPIES}
+    model.copies = {k: round(float(np.percentile(copy_scores[evidence.kinds == k], COPY_QUANTILE)), 6)
+                    for k in COPIES}
     model.threshold = (model.copy_low + model.distinct_high) / 2 if model.separable else model.distinct_high
     model.threshold = round(min(model.threshold, 1.0), 6)
-    model.sample = len(kept)
+    model.sample = evidence.sample
     if not model.separable:
         log.warning("copies and different items overlap in similarity (copies >= %.4f, different items <= %.4f): "
                     "duplicate threshold %.4f catches only the closest copies", model.copy_low, model.distinct_high,

@@ -42,7 +42,9 @@ class Result(BaseModel):
     id: int
     rank: int
     score: float = Field(description="Cosine similarity to the query, -1..1.")
-    confidence: float = Field(description="Calibrated 0..1: probability a result this similar is the same kind.")
+    confidence: float = Field(description="Calibrated 0..1: the mean of the probabilities that a result this similar "
+                              "is the same kind of garment and that it is the very item (about 1: this item; about "
+                              "0.5: the same kind).")
     category: str | None
     item_id: str | None
     image_url: str
