@@ -34,9 +34,10 @@ def _jpeg(image, quality):
 def test_signatures_match_copies_and_tell_colour_variants_and_other_garments_apart():
     from PIL import ImageOps
 
-    from imagegen import make_product
     from lookalike.duplicates import COLOUR_DISTANCE, HASH_DISTANCE
     from lookalike.signatures import signature
+
+    from imagegen import make_product
 
     original = make_product("dresses", 2, 320)
     copies = [original.resize((640, 640)), _jpeg(original, 40), original.crop((1, 1, 319, 319)).resize((320, 320)),
