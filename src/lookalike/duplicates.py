@@ -53,8 +53,8 @@ COPY_QUANTILE = 5
 DISTINCT_QUANTILE = 99
 MAX_DUPLICATE_SHARE = 0.5
 NEIGHBOURS = 32  # the most duplicates range-searched per item
-CANDIDATE_WIDTH = 2.0  # candidates down to 1 - CANDIDATE_WIDTH * (1 - threshold)
-HASH_DISTANCE = 8  # differing bits of 64 for the hash to vouch for a pair below the threshold
+CANDIDATE_WIDTH = 1.25  # candidates down to 1 - CANDIDATE_WIDTH * (1 - threshold)
+HASH_DISTANCE = 4  # differing bits of 64 for the hash to vouch for a pair below the threshold
 COLOUR_DISTANCE = 0.08  # the most the colour thumbnails of a duplicate pair differ (mean, 0 to 1)
 
 
