@@ -9,7 +9,8 @@ half of the sample, the rest are *different* items, ``distinct_high`` is their 9
 threshold is midway between the two. When more than half are that close, copies and different items
 overlap (a model trained to cluster a category can put different items of it closer than copies): the
 threshold is then the 99th percentile of all nearest scores, so that few different items are ever grouped,
-and ``separable`` is false.
+and ``separable`` is false. (The presumption is also what lets different items that score like a harsh copy
+through on small images: BENCHMARKS.md, #17.)
 
 **Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above a candidate floor (twice
 as far from 1 as the threshold; the vector store's ``range_search``). A pair is a duplicate when its similarity
