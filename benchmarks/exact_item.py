@@ -5,7 +5,8 @@ re-photographed catalog items) beside the category protocol, for each recipe and
     python benchmarks/exact_item.py --home /tmp/lkdemo --recipe category-only --recipe shipped \\
         --set instance_weight=1 --set category_weight=0.3
 
-Each ``--recipe`` is a named TrainConfig change (``RECIPES``); ``--set field=value`` adds a recipe of its own.
+Each ``--recipe`` is a named TrainConfig change (``RECIPES``); ``--set field=value`` adds a recipe of its own
+(with ``--set`` and no ``--recipe``, only the ``--set`` recipes run).
 Features come from the home's feature cache (the demo computes them); missing ones are computed.
 """
 
@@ -61,7 +62,7 @@ def main() -> None:
         gallery, settings.datasets_dir / f"exact-fashion-mnist-train-{args.exact}", args.exact).items()}
     print(f"features ready in {time.perf_counter() - started:.0f}s: {len(data.entries)} training rows")
 
-    recipes = {name: RECIPES[name] for name in args.recipe or ["shipped"]}
+    recipes = {name: RECIPES[name] for name in args.recipe or ([] if args.set else ["shipped"])}
     for spec in args.set:
         changes = dict(item.split("=", 1) for item in spec.split(","))
         recipes[spec] = {k: type(getattr(TrainConfig(), k))(v) if getattr(TrainConfig(), k) is not None else float(v)
