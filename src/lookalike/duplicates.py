@@ -12,15 +12,15 @@ threshold is then the 99th percentile of all nearest scores, so that few differe
 and ``separable`` is false. (The presumption is also what lets different items that score like a harsh copy
 through on small images: BENCHMARKS.md, #17.)
 
-**Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above a candidate floor (twice
-as far from 1 as the threshold; the vector store's ``range_search``). A pair is a duplicate when its similarity
-reaches the threshold, or, below it, when the two images' perceptual hashes (``lookalike.signatures``) differ in
-at most ``HASH_DISTANCE`` bits: the hash catches re-encoded, resized and slightly cropped copies the
-embedding scores a little low. Either way the two colour thumbnails must agree (``COLOUR_DISTANCE``): colour
-variants of one garment are look-alikes, not copies, even where the embedding and the grey-level hash cannot
-tell them apart. The pairs are the edges of a graph whose connected components (single linkage) are the
-groups. The bound keeps a low threshold on a large catalog from asking for every pair; an item with more
-copies than that is still joined to the rest through them.
+**Groups.** Every item is range-searched for its ``NEIGHBOURS`` best items at or above a candidate floor
+(``CANDIDATE_WIDTH`` times as far from 1 as the threshold; the vector store's ``range_search``). A pair is a
+duplicate when its similarity reaches the threshold, or, below it, when the two images' perceptual hashes
+(``lookalike.signatures``) differ in at most ``HASH_DISTANCE`` bits: the hash catches re-encoded, resized and
+slightly cropped copies the embedding scores a little low. Either way the two colour thumbnails must agree
+(``COLOUR_DISTANCE``): colour variants of one garment are look-alikes, not copies, even where the embedding and the
+grey-level hash cannot tell them apart. The pairs are the edges of a graph whose connected components (single
+linkage) are the groups. The bound keeps a low threshold on a large catalog from asking for every pair; an item
+with more copies than that is still joined to the rest through them.
 """
 
 from __future__ import annotations
