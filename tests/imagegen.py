@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from lookalike.data import fashion_mnist as fm
 
@@ -183,3 +183,29 @@ def write_product_catalog(root: Path, per_category: int = 8, size: int = 320) ->
         change(make_product(category, seed, size)).save(root / category / name, **options)
         groups.append({f"{category}-{seed}.png", name})
     return groups
+
+
+COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 150, 50), "yellow": (230, 200, 20)}
+
+
+def make_coloured_product(category: str, seed: int, colour: str, size: int = 160) -> Image.Image:
+    """One product in one of ``COLOURS``: its print in shades of that colour, on the usual light background."""
+    product = make_product(category, seed, size)
+    shades = ImageOps.colorize(product.convert("L"), black=(20, 20, 20), white="white", mid=COLOURS[colour])
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).polygon([(x * size, y * size) for x, y in _SILHOUETTES[category]], fill=255)
+    product.paste(shades, (0, 0), mask)
+    return product
+
+
+def write_colour_catalog(root: Path, per_category: int = 3, size: int = 160) -> list[Path]:
+    """``root/<category>/<category>-<i>-<colour>.png``: every product in every one of ``COLOURS``."""
+    paths = []
+    for category in PRODUCT_CATEGORIES:
+        (root / category).mkdir(parents=True, exist_ok=True)
+        for i in range(per_category):
+            for colour in COLOURS:
+                path = root / category / f"{category}-{i}-{colour}.png"
+                make_coloured_product(category, i, colour, size).save(path)
+                paths.append(path)
+    return paths

@@ -480,7 +480,8 @@ def search(
             if together:
                 vector = service.example_vector(list(queries))
                 label = Path(f"{len(queries)} examples: " + ", ".join(q.name for q in queries))
-                _print_response(label, service.search_vectors(vector, k, category)[0], as_json)
+                palette = service.example_palette(list(queries))
+                _print_response(label, service.search_vectors(vector, k, category, palettes=palette)[0], as_json)
             else:
                 failed = _search_each(service, queries, k, category, as_json, settings.batch_size)
             _hint_untrained(engine.head)
@@ -525,7 +526,8 @@ def _print_response(query: Path, response, as_json: bool) -> None:  # noqa: ANN0
     if as_json:
         line = {"query": str(query), "took_ms": round(response.took_ms, 2),
                 "results": [{"id": h.id, "rank": h.rank, "score": h.score, "category": h.category,
-                             "path": h.path, "item_id": h.item_id} for h in response.hits]}
+                             "path": h.path, "item_id": h.item_id, "colour_match": h.colour_match}
+                            for h in response.hits]}
         out.print(json.dumps(line), markup=False)
         return
     table = Table(title=f"{query}  ({response.took_ms:.1f} ms)", title_justify="left")

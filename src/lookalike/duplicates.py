@@ -17,10 +17,11 @@ through on small images: BENCHMARKS.md, #17.)
 duplicate when its similarity reaches the threshold, or, below it, when the two images' perceptual hashes
 (``lookalike.signatures``) differ in at most ``HASH_DISTANCE`` bits: the hash catches re-encoded, resized and
 slightly cropped copies the embedding scores a little low. Either way the two colour thumbnails must agree
-(``COLOUR_DISTANCE``): colour variants of one garment are look-alikes, not copies, even where the embedding and the
-grey-level hash cannot tell them apart. The pairs are the edges of a graph whose connected components (single
-linkage) are the groups. The bound keeps a low threshold on a large catalog from asking for every pair; an item
-with more copies than that is still joined to the rest through them.
+(``COLOUR_DISTANCE``), and so must the garments' palettes (``PALETTE_MATCH``): colour variants of one garment
+are look-alikes, not copies, even where the embedding and the grey-level hash cannot tell them apart. The pairs
+are the edges of a graph whose connected components (single linkage) are the groups. The bound keeps a low
+threshold on a large catalog from asking for every pair; an item with more copies than that is still joined to
+the rest through them.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from lookalike.calibrations import Calibration, load_or_fit
+from lookalike.catalog.repository import ItemRecord, StoredSignature
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
 from lookalike.signatures import Signature, signature
 
 if TYPE_CHECKING:
-    from lookalike.catalog.repository import ItemRecord
     from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ NEIGHBOURS = 32  # the most duplicates range-searched per item
 CANDIDATE_WIDTH = 1.25  # candidates down to 1 - CANDIDATE_WIDTH * (1 - threshold)
 HASH_DISTANCE = 4  # differing bits of 64 for the hash to vouch for a pair below the threshold
 COLOUR_DISTANCE = 0.08  # the most the colour thumbnails of a duplicate pair differ (mean, 0 to 1)
+PALETTE_MATCH = 0.9  # the least palette similarity (signatures.palette) of two duplicates, in groups and lists
 
 
 def _jpeg(image: Image.Image) -> Image.Image:
@@ -253,14 +255,19 @@ def _agree(signatures: dict[str, Signature], left: list[ItemRecord], right: list
         cb = np.frombuffer(b"".join(y.colour or empty for y in b), np.uint8).reshape(len(b), grid).astype(np.int16)
         colour = np.abs(ca - cb).mean(axis=1) / 255.0
     same_colours = ~known | (colour <= COLOUR_DISTANCE)
+    with_palettes = np.array([len(x.palette) > 0 and len(y.palette) > 0 for x, y in zip(a, b, strict=True)])
+    if with_palettes.any():
+        match = np.array([x.palette_vector() @ y.palette_vector() if ok else 1.0
+                          for x, y, ok in zip(a, b, with_palettes, strict=True)])
+        same_colours &= match >= PALETTE_MATCH
     return same_colours & ((score >= threshold) | (known & (bits <= HASH_DISTANCE)))
 
 
 def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Signature]:
     """Signatures of the items' images by content hash: stored ones, the rest computed (and stored)."""
     stored = engine.catalog.image_signatures(r.content_hash for r in records)
-    out = {key: Signature(int(phash, 16), colour) for key, (phash, colour) in stored.items()}
-    computed: dict[str, tuple[str, bytes]] = {}
+    out = {key: Signature(int(s.phash, 16), s.colour, s.palette) for key, s in stored.items()}
+    computed: dict[str, StoredSignature] = {}
     for record in records:
         if record.content_hash in out:
             continue
@@ -270,18 +277,23 @@ def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Sig
             log.warning("no signature for item %d: %s", record.id, exc)
             continue
         out[record.content_hash] = found
-        computed[record.content_hash] = (f"{found.phash:016x}", found.colour)
+        computed[record.content_hash] = StoredSignature(f"{found.phash:016x}", found.colour, found.palette)
     if computed:
         engine.catalog.save_image_signatures(computed)
     return out
 
 
-def collapse(vectors: np.ndarray, threshold: float, keep: int) -> list[int]:
-    """Positions of up to ``keep`` rows (best first) none of which is ``threshold``-alike to an earlier one kept."""
+def collapse(vectors: np.ndarray, threshold: float, keep: int, palettes: np.ndarray | None = None) -> list[int]:
+    """Positions of up to ``keep`` rows (best first) none of which is a duplicate of an earlier one kept:
+    ``threshold``-alike and, where ``palettes`` are given (unit rows, see ``lookalike.signatures``), of the same
+    colours (``PALETTE_MATCH``), so colour variants of one garment are all kept."""
     kept: list[int] = []
     for i in range(len(vectors)):
         if len(kept) == keep:
             break
-        if not kept or float(np.max(vectors[kept] @ vectors[i])) < threshold:
+        alike = vectors[kept] @ vectors[i] >= threshold
+        if palettes is not None:
+            alike &= palettes[kept] @ palettes[i] >= PALETTE_MATCH
+        if not alike.any():
             kept.append(i)
     return kept

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +15,11 @@ import numpy as np
 
 from lookalike.batching import BatchFn
 from lookalike.catalog.repository import ItemRecord
-from lookalike.duplicates import collapse
+from lookalike.duplicates import collapse, image_signatures
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
+from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
+from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colourfulness, palette
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
@@ -27,7 +29,10 @@ StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.nda
 MAX_K = 1000
 DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
 MAX_EXAMPLES = 20
-DEDUPE_CANDIDATES = 4  # a deduplicated list of k is picked from the best 4k + 10 candidates
+CANDIDATES = 4  # a deduplicated or colour-ranked list of k is picked from the best 4k + 10 candidates
+COLOUR_WEIGHT = 0.25  # the most a colour mismatch takes off a result's score, in a catalog in colour
+IN_COLOUR = 0.25  # an image whose garment is at least this share coloured (signatures.colourfulness) is in colour
+COLOUR_CATALOG = 0.2  # when at least this share of a query's candidates are in colour, colour ranks them too
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class SearchHit:
     path: str
     item_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    colour_match: float | None = None  # palette similarity to the query, 0..1, where colour ranked the results
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,22 +90,23 @@ class SearchService:
         self._check(k)
         started = time.perf_counter()
         vectors = self.embed_images(images)
-        return self.search_vectors(vectors, k, category, started=started)
+        return self.search_vectors(vectors, k, category, started=started, palettes=self.palettes_of(images))
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
-        started: float | None = None, dedupe_threshold: float | None = None,
+        started: float | None = None, dedupe_threshold: float | None = None, palettes: np.ndarray | None = None,
     ) -> list[SearchResponse]:
         """One response per query vector; ``dedupe_threshold`` keeps no two results that alike (still k of them
-        when the candidates allow)."""
+        when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by colour too where
+        the candidates are in colour: a result's score loses up to ``COLOUR_WEIGHT`` for colours unlike the query's."""
         self._check(k)
         started = started if started is not None else time.perf_counter()
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
-        fetch = k * DEDUPE_CANDIDATES + 10 if dedupe_threshold is not None else k
+        fetch = k * CANDIDATES + 10 if dedupe_threshold is not None or palettes is not None else k
         scores, ids = self._search_store(vectors, fetch + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
         responses = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
+        for row, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
             hits: list[SearchHit] = []
             for score, item in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
                 record = records.get(item)
@@ -107,20 +114,60 @@ class SearchService:
                     continue
                 hits.append(SearchHit(record.id, len(hits) + 1, round(float(score), 6), record.category,
                                       record.path, record.item_id, record.metadata))
+            if palettes is not None:
+                hits = self._by_colour(hits, records, palettes[row])
             if dedupe_threshold is not None:
                 hits = self._distinct(hits, records, dedupe_threshold, k)
             responses.append(SearchResponse(hits[:k], 0.0))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [SearchResponse(r.hits, took_ms) for r in responses]
 
+    def _palettes(self, chosen: list[ItemRecord]) -> np.ndarray:
+        """The palettes of the items' images, in order (zeros for an image that can no longer be read)."""
+        found = image_signatures(self.engine, chosen)
+        out = np.zeros((len(chosen), PALETTE_BINS), np.float32)
+        for i, record in enumerate(chosen):
+            if record.content_hash in found:
+                out[i] = found[record.content_hash].palette_vector()
+        return out
+
+    def _by_colour(self, hits: list[SearchHit], records: dict[int, ItemRecord],
+                   query: np.ndarray) -> list[SearchHit]:
+        """The hits ranked by score less the colour penalty, when enough of them are in colour; else as they are."""
+        if not hits:
+            return hits
+        item_palettes = self._palettes([records[h.id] for h in hits])
+        if float(np.mean(colourfulness(item_palettes) >= IN_COLOUR)) < COLOUR_CATALOG:
+            return hits
+        match = np.clip(item_palettes @ query, 0.0, 1.0)
+        fused = np.array([h.score for h in hits]) - COLOUR_WEIGHT * (1.0 - match)
+        order = np.argsort(-fused, kind="stable")
+        return [replace(hits[i], rank=rank, score=round(float(fused[i]), 6), colour_match=round(float(match[i]), 4))
+                for rank, i in enumerate(order.tolist(), 1)]
+
     def _distinct(self, hits: list[SearchHit], records: dict[int, ItemRecord], threshold: float,
                   k: int) -> list[SearchHit]:
-        """The best ``k`` hits of which no two are ``threshold``-alike, re-ranked."""
+        """The best ``k`` hits of which no two are duplicates (``threshold``-alike and of the same colours),
+        re-ranked."""
         kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits])
         by_id = {h.id: h for h in hits}
-        chosen = [by_id[kept[i].id] for i in collapse(vectors, threshold, k)]
-        return [SearchHit(h.id, rank, h.score, h.category, h.path, h.item_id, h.metadata)
-                for rank, h in enumerate(chosen, 1)]
+        kept_hits = [by_id[r.id] for r in kept]
+        chosen = [kept_hits[i] for i in collapse(vectors, threshold, k, self._palettes(kept))]
+        return [replace(h, rank=rank) for rank, h in enumerate(chosen, 1)]
+
+    def palettes_of(self, images: Sequence[bytes | Path]) -> np.ndarray:
+        """The palettes of query images (decoded small; they were decoded once already, so they are readable)."""
+        max_pixels = self.engine.featurizer.max_pixels
+        return np.stack([palette(decode_image(image, max_pixels=max_pixels, draft_size=PALETTE_SIDE))
+                         for image in images]) if images else np.zeros((0, PALETTE_BINS), np.float32)
+
+    def item_palettes(self, ids: Sequence[int]) -> np.ndarray:
+        """The palettes of catalog items, in order; NotFoundError names unknown ones."""
+        records = self.engine.catalog.get_items(ids)
+        missing = [str(i) for i in ids if i not in records]
+        if missing:
+            raise NotFoundError(f"no item with id {', '.join(missing[:10])}")
+        return self._palettes([records[i] for i in ids])
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
                         dedupe_threshold: float | None = None) -> SearchResponse:
@@ -139,6 +186,11 @@ class SearchService:
             lost = sorted(set(ids) - {r.id for r in kept})
             raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")
         return vectors
+
+    def example_palette(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = ()) -> np.ndarray:
+        """The colours of "like these": the normalized mean palette of the examples, (1, PALETTE_BINS)."""
+        parts = [self.palettes_of(images), self.item_palettes(item_ids) if item_ids else np.zeros((0, PALETTE_BINS))]
+        return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))
 
     def example_vector(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = (),
                        labels: Sequence[str] | None = None) -> np.ndarray:

@@ -1,6 +1,15 @@
-"""Perceptual signatures of catalog images, for telling a copied listing from a look-alike: a 64-bit perceptual
-hash (imagehash's pHash: the low frequencies of the grey image, which resizing, re-encoding and small crops keep)
-and a 4x4 colour thumbnail (which a colour variant of one garment does not share with it)."""
+"""Perceptual signatures of catalog images, for telling a copied listing from a look-alike and for ranking by
+colour:
+
+- a 64-bit perceptual hash (imagehash's pHash: the low frequencies of the grey image, which resizing, re-encoding
+  and small crops keep);
+- a 4x4 colour thumbnail (which a colour variant of one garment does not share with it);
+- a *palette*: the colours of the garment itself, its pixels told from the background (the median colour of the
+  image's border) and counted in ``PALETTE_HUES`` hue bins (shared with the neighbouring bin in proportion) or, when
+  nearly grey, in ``PALETTE_GREYS`` lightness bins. Stored as the square roots of the shares, so a vector of unit
+  length whose inner product with another is their Bhattacharyya coefficient: 1 for the same colours, 0 for none in
+  common.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +21,20 @@ from PIL import Image
 
 COLOUR_GRID = 4
 HASH_BITS = 64
+PALETTE_HUES = 12
+PALETTE_GREYS = 3  # dark, mid, light
+PALETTE_BINS = PALETTE_HUES + PALETTE_GREYS
+PALETTE_SIDE = 48  # the palette is counted on a thumbnail this wide
+MIN_CHROMA = 0.15  # max - min of a pixel's RGB (0 to 1) from which its hue counts
+FOREGROUND = 0.12  # how far (largest channel difference, 0 to 1) a pixel is from the background to be the garment
+MIN_FOREGROUND = 0.03  # below this share of garment pixels, the whole image counts
 
 
 @dataclass(frozen=True)
 class Signature:
     phash: int
     colour: bytes  # COLOUR_GRID x COLOUR_GRID RGB, row by row
+    palette: bytes = b""  # PALETTE_BINS float32 (see the module docstring); empty when not computed
 
     def hash_distance(self, other: Signature) -> int:
         """Differing bits of the two perceptual hashes (0 to 64)."""
@@ -28,10 +45,49 @@ class Signature:
         a, b = np.frombuffer(self.colour, np.uint8), np.frombuffer(other.colour, np.uint8)
         return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() / 255.0)
 
+    def palette_vector(self) -> np.ndarray:
+        return np.frombuffer(self.palette, np.float32)
+
 
 def signature(image: Image.Image) -> Signature:
     """The signature of a decoded image."""
     rgb = image.convert("RGB")
     phash = int(str(imagehash.phash(rgb)), 16)
     thumb = rgb.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX)
-    return Signature(phash, thumb.tobytes())
+    return Signature(phash, thumb.tobytes(), palette(rgb).tobytes())
+
+
+def palette(image: Image.Image) -> np.ndarray:
+    """The garment's colours (see the module docstring): PALETTE_BINS float32 of unit length."""
+    thumb = image.convert("RGB")
+    thumb.thumbnail((PALETTE_SIDE, PALETTE_SIDE), Image.Resampling.BOX)
+    pixels = np.asarray(thumb, np.float32) / 255.0
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    away = np.abs(pixels - np.median(border, axis=0)).max(axis=-1)
+    garment = pixels[away > FOREGROUND] if (away > FOREGROUND).mean() >= MIN_FOREGROUND else pixels.reshape(-1, 3)
+    top, bottom = garment.max(axis=1), garment.min(axis=1)
+    chroma = top - bottom
+    counts = np.zeros(PALETTE_BINS, np.float64)
+    coloured = chroma >= MIN_CHROMA
+    if coloured.any():
+        position = _hue(garment[coloured], top[coloured], chroma[coloured]) * PALETTE_HUES
+        low = np.floor(position).astype(np.int64) % PALETTE_HUES
+        share = position - np.floor(position)
+        np.add.at(counts, low, 1.0 - share)
+        np.add.at(counts, (low + 1) % PALETTE_HUES, share)
+    lightness = (top[~coloured] + bottom[~coloured]) / 2
+    greys = np.minimum((lightness * PALETTE_GREYS).astype(np.int64), PALETTE_GREYS - 1)
+    np.add.at(counts, PALETTE_HUES + greys, 1.0)
+    return np.sqrt(counts / counts.sum()).astype(np.float32)
+
+
+def _hue(rgb: np.ndarray, top: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """HSV hue of pixels with chroma > 0, in [0, 1)."""
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    hue = np.where(top == r, ((g - b) / chroma) % 6, np.where(top == g, (b - r) / chroma + 2, (r - g) / chroma + 4))
+    return (hue / 6.0) % 1.0
+
+
+def colourfulness(palettes: np.ndarray) -> np.ndarray:
+    """The share of each palette's garment pixels that are coloured rather than grey (0 to 1)."""
+    return np.square(np.atleast_2d(palettes)[:, :PALETTE_HUES]).sum(axis=1)

@@ -50,6 +50,9 @@ class Result(BaseModel):
     image_url: str
     thumbnail_url: str
     metadata: dict[str, Any] = {}
+    colour_match: float | None = Field(None, description="How alike the colours of the result and the query are, "
+                                       "0..1, where the catalog is in colour and colour ranked the results (the "
+                                       "score then includes it); null otherwise.")
 
 
 class SearchResponse(BaseModel):

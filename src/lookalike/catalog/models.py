@@ -42,6 +42,7 @@ class ImageSignature(Base):
     content_hash: Mapped[str] = mapped_column(String(40), primary_key=True)
     phash: Mapped[str] = mapped_column(String(16))  # hexadecimal
     colour: Mapped[bytes] = mapped_column(LargeBinary)
+    palette: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None in rows stored before it
 
 
 class Search(Base):

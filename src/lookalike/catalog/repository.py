@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, LargeBinary, bindparam, create_engine, delete, event, func, insert, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.catalog.models import (
@@ -61,6 +61,28 @@ _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_SHOPPER = insert(SearchShopper.__table__)  # type: ignore[arg-type]
 
 
+class StoredSignature(NamedTuple):
+    """An image signature as stored (see ``lookalike.signatures``)."""
+
+    phash: str  # hexadecimal
+    colour: bytes
+    palette: bytes
+
+
+# Columns added to a table after its first release: (table, column, type). ``create_all`` makes new tables only.
+_LATER_COLUMNS = [("image_signatures", "palette", LargeBinary())]
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the later columns an existing database lacks (as NULL)."""
+    inspector = inspect(engine)
+    for table, column, kind in _LATER_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table} ADD COLUMN {column} {kind.compile(dialect=engine.dialect)}")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -79,6 +101,7 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -138,25 +161,30 @@ class Catalog:
             rows = session.scalars(select(Item).where(Item.path.in_(wanted)).order_by(Item.id)).all() if wanted else []
             return [ItemRecord.of(row) for row in rows]
 
-    def image_signatures(self, content_hashes: Iterable[str]) -> dict[str, tuple[str, bytes]]:
-        """Stored (perceptual hash, colour thumbnail) of these image contents; absent ones are left out."""
+    def image_signatures(self, content_hashes: Iterable[str]) -> dict[str, StoredSignature]:
+        """Stored (perceptual hash, colour thumbnail, palette) of these image contents; absent ones, and ones stored
+        before palettes were, are left out."""
         wanted = sorted(set(content_hashes))
-        found: dict[str, tuple[str, bytes]] = {}
+        found: dict[str, StoredSignature] = {}
         with self.session() as session:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                query = select(ImageSignature).where(ImageSignature.content_hash.in_(chunk))
-                found.update({row.content_hash: (row.phash, row.colour) for row in session.scalars(query)})
+                query = select(ImageSignature).where(ImageSignature.content_hash.in_(chunk),
+                                                     ImageSignature.palette.is_not(None))
+                found.update({row.content_hash: StoredSignature(row.phash, row.colour, row.palette or b"")
+                              for row in session.scalars(query)})
         return found
 
-    def save_image_signatures(self, signatures: dict[str, tuple[str, bytes]]) -> None:
-        """Store signatures of image contents not stored yet (another writer's are kept)."""
+    def save_image_signatures(self, signatures: dict[str, StoredSignature]) -> None:
+        """Store signatures of image contents not stored yet, replacing ones without a palette (another writer's
+        complete ones are kept)."""
         new = {k: v for k, v in signatures.items() if k not in self.image_signatures(signatures)}
         if not new:
             return
         with self.session() as session, session.begin():
-            session.execute(insert(ImageSignature), [{"content_hash": k, "phash": p, "colour": c}
-                                                      for k, (p, c) in new.items()])
+            session.execute(delete(ImageSignature).where(ImageSignature.content_hash.in_(list(new))))
+            session.execute(insert(ImageSignature), [{"content_hash": k, "phash": s.phash, "colour": s.colour,
+                                                      "palette": s.palette} for k, s in new.items()])
 
     def count_searches(self) -> int:
         with self.session() as session:

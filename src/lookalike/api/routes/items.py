@@ -83,7 +83,8 @@ def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Quer
     filter_category = check_category(state, category)
     vector = state.service.item_vectors([item])
     found = state.service.search_vectors(vector, k, filter_category, exclude={item}, started=started,
-                                         dedupe_threshold=dedupe_threshold(state, dedupe))[0]
+                                         dedupe_threshold=dedupe_threshold(state, dedupe),
+                                         palettes=state.service.item_palettes([item]))[0]
     return respond(state, shopper, f"more like item {item}", vector, k, filter_category, dedupe, found)
 
 

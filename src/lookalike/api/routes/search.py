@@ -26,7 +26,7 @@ def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
     return [
         Result(id=h.id, rank=h.rank, score=h.score, confidence=round(float(c), 4), category=h.category,
                item_id=h.item_id, image_url=f"/api/items/{h.id}/image",
-               thumbnail_url=f"/api/items/{h.id}/image?size=thumb", metadata=h.metadata)
+               thumbnail_url=f"/api/items/{h.id}/image?size=thumb", metadata=h.metadata, colour_match=h.colour_match)
         for h, c in zip(hits, confidence, strict=True)
     ]
 
@@ -89,7 +89,9 @@ def search(
     names = [(u.filename or "upload")[:100] for u in files]
     labels = names if len(files) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
     vector = state.service.example_vector(images, examples, labels)
-    found = state.service.search_vectors(vector, k, filter_category, started=started, dedupe_threshold=threshold)[0]
+    palette = state.service.example_palette(images, examples)
+    found = state.service.search_vectors(vector, k, filter_category, started=started, dedupe_threshold=threshold,
+                                         palettes=palette)[0]
     names += [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
     return respond(state, shopper, label, vector, k, filter_category, dedupe, found)
