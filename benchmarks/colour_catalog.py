@@ -51,10 +51,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--head", type=Path, help="A heads folder to use in the fresh home (default: untrained).")
     parser.add_argument("--garments", type=int, default=150)
-    parser.add_argument("--colour-weight", type=float, help="Try another search.COLOUR_WEIGHT.")
+    parser.add_argument("--colour-weight", type=float, default=search.COLOUR_WEIGHT,
+                        help="How much colour ranks (LOOKALIKE_COLOUR_WEIGHT).")
     args = parser.parse_args()
-    if args.colour_weight is not None:
-        search.COLOUR_WEIGHT = args.colour_weight
     shutil.rmtree(args.work, ignore_errors=True)
     manifest = pd.read_csv(args.fashion_mnist / "manifest.csv")
     chosen = manifest[manifest.split == "test"].sample(args.garments, random_state=0)
@@ -74,7 +73,7 @@ def main() -> None:
     if ingest.returncode:
         raise SystemExit(ingest.stderr)
     engine = open_engine(Settings(home=home, _env_file=None))  # type: ignore[call-arg]
-    service = SearchService(engine)
+    service = SearchService(engine, colour_weight=args.colour_weight)
     images = [q[0] for q in queries]
     vectors, palettes = service.embed_images(images), service.palettes_of(images)
     figures = {}

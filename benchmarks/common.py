@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -147,31 +148,34 @@ def free_port() -> int:
 @contextlib.contextmanager
 def server_process(home: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A real `lookalike serve` over ``home`` (``env`` gives settings: ``api_token="..."`` is
-    ``LOOKALIKE_API_TOKEN``); yields its base URL and its process."""
+    ``LOOKALIKE_API_TOKEN``); yields its base URL and its process. The server's log goes to a file, not an unread
+    pipe, so a chatty server never blocks on a full pipe."""
     port = free_port()
     environment = {**os.environ, "LOOKALIKE_HOME": str(home), **{f"LOOKALIKE_{k.upper()}": v for k, v in env.items()}}
-    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
-                              env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 600
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                urllib.request.urlopen(f"{base}/api/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield base, server
-    finally:
-        server.terminate()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
+                                  env=environment, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{port}"
         try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            deadline = time.time() + 600
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
+                try:
+                    urllib.request.urlopen(f"{base}/api/health", timeout=2)
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.3)
+            yield base, server
+        finally:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def multipart(data: bytes, fields: dict[str, str], filename: str = "query.jpg") -> tuple[bytes, str]:

@@ -471,7 +471,7 @@ def search(
     failed = 0
     with _errors():
         engine = open_engine(settings)
-        service = SearchService(engine)
+        service = SearchService(engine, colour_weight=settings.colour_weight)
         try:
             try:
                 category = check_category(engine, category)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
     query_batching: bool = Field(True, description="Share backbone passes between concurrent API queries.")
+    colour_weight: float = Field(
+        1.0, ge=0, le=10, description="How much colour ranks image searches in a catalog in colour: a full colour "
+        "mismatch costs this share of the candidates' score range (0 = colour does not rank)."
+    )
     search_threads: int = Field(
         1, ge=0, description="FAISS and BLAS threads per query in the server; 0 = all cores (parallelism comes "
         "from concurrent requests)."

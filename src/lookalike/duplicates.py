@@ -263,17 +263,22 @@ def _agree(signatures: dict[str, Signature], left: list[ItemRecord], right: list
     return same_colours & ((score >= threshold) | (known & (bits <= HASH_DISTANCE)))
 
 
+_UNREADABLE: set[str] = set()  # content hashes whose image could not be read
+
+
 def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Signature]:
-    """Signatures of the items' images by content hash: stored ones, the rest computed (and stored)."""
+    """Signatures of the items' images by content hash: stored ones, the rest computed (and stored); an image that
+    cannot be read is left out (and reported once per process, not at every search that meets it)."""
     stored = engine.catalog.image_signatures(r.content_hash for r in records)
     out = {key: Signature(int(s.phash, 16), s.colour, s.palette) for key, s in stored.items()}
     computed: dict[str, StoredSignature] = {}
     for record in records:
-        if record.content_hash in out:
+        if record.content_hash in out or record.content_hash in _UNREADABLE:
             continue
         try:
             found = signature(decode_image(record.path))
         except ImageDecodeError as exc:
+            _UNREADABLE.add(record.content_hash)
             log.warning("no signature for item %d: %s", record.id, exc)
             continue
         out[record.content_hash] = found

@@ -30,7 +30,7 @@ MAX_K = 1000
 DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
 MAX_EXAMPLES = 20
 CANDIDATES = 4  # a deduplicated or colour-ranked list of k is picked from the best 4k + 10 candidates
-COLOUR_WEIGHT = 0.25  # the most a colour mismatch takes off a result's score, in a catalog in colour
+COLOUR_WEIGHT = 1.0  # a full colour mismatch costs this share of its category's candidates' score range
 IN_COLOUR = 0.25  # an image whose garment is at least this share coloured (signatures.colourfulness) is in colour
 COLOUR_CATALOG = 0.2  # when at least this share of a query's candidates are in colour, colour ranks them too
 
@@ -41,7 +41,8 @@ class SearchHit:
 
     id: int
     rank: int
-    score: float  # cosine similarity
+    score: float  # what ranks it: the similarity less the colour penalty where colour ranked the results
+    similarity: float  # cosine similarity to the query
     category: str | None
     path: str
     item_id: str | None
@@ -64,11 +65,13 @@ class SearchService:
     """Nearest catalog items for query images, vectors or catalog items."""
 
     def __init__(self, engine: Engine, embed_inputs: BatchFn | None = None,
-                 search_store: StoreSearch | None = None) -> None:
+                 search_store: StoreSearch | None = None, colour_weight: float = COLOUR_WEIGHT) -> None:
         """``embed_inputs`` (backbone inputs -> embeddings) and ``search_store`` (queries, k, category -> scores,
         ids) replace the direct backbone + head and index calls, e.g. with :class:`~lookalike.batching.MicroBatcher`
-        instances that share backbone passes and index scans between concurrent queries."""
+        instances that share backbone passes and index scans between concurrent queries. ``colour_weight``: how
+        much colour ranks results in a catalog in colour (0: not at all; see :meth:`search_vectors`)."""
         self.engine = engine
+        self.colour_weight = colour_weight
         self._embed_inputs = embed_inputs or engine.embed_inputs
         self._search_store = search_store or (lambda queries, k, category: self.engine.store.search(
             queries, k, category))
@@ -98,13 +101,18 @@ class SearchService:
     ) -> list[SearchResponse]:
         """One response per query vector; ``dedupe_threshold`` keeps no two results that alike (still k of them
         when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by colour too where
-        the candidates are in colour: a result's score loses up to ``COLOUR_WEIGHT`` for colours unlike the query's."""
+        the candidates are in colour: a result's score loses up to ``colour_weight`` times the spread of its
+        category's candidates' scores for colours unlike the query's, and the results of each category are re-ranked
+        among themselves (``_by_colour``). The spread, not a fixed amount, so that colour weighs the same against a
+        head that packs its scores close together and one that spreads them wide."""
         self._check(k)
         started = started if started is not None else time.perf_counter()
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
         fetch = k * CANDIDATES + 10 if dedupe_threshold is not None or palettes is not None else k
         scores, ids = self._search_store(vectors, fetch + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
+        by_colour = palettes is not None and self.colour_weight > 0
+        colours = self._palettes(list(records.values())) if by_colour or dedupe_threshold is not None else {}
         responses = []
         for row, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
             hits: list[SearchHit] = []
@@ -112,47 +120,52 @@ class SearchService:
                 record = records.get(item)
                 if record is None or (exclude and item in exclude) or len(hits) == fetch:
                     continue
-                hits.append(SearchHit(record.id, len(hits) + 1, round(float(score), 6), record.category,
-                                      record.path, record.item_id, record.metadata))
-            if palettes is not None:
-                hits = self._by_colour(hits, records, palettes[row])
+                similarity = round(float(score), 6)
+                hits.append(SearchHit(record.id, len(hits) + 1, similarity, similarity, record.category, record.path,
+                                      record.item_id, record.metadata))
+            if by_colour:
+                hits = self._by_colour(hits, colours, palettes[row])  # type: ignore[index]
             if dedupe_threshold is not None:
-                hits = self._distinct(hits, records, dedupe_threshold, k)
+                hits = self._distinct(hits, records, colours, dedupe_threshold, k)
             responses.append(SearchResponse(hits[:k], 0.0))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [SearchResponse(r.hits, took_ms) for r in responses]
 
-    def _palettes(self, chosen: list[ItemRecord]) -> np.ndarray:
-        """The palettes of the items' images, in order (zeros for an image that can no longer be read)."""
-        found = image_signatures(self.engine, chosen)
-        out = np.zeros((len(chosen), PALETTE_BINS), np.float32)
-        for i, record in enumerate(chosen):
-            if record.content_hash in found:
-                out[i] = found[record.content_hash].palette_vector()
-        return out
+    def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
+        """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
+        found = image_signatures(self.engine, records)
+        none = np.zeros(PALETTE_BINS, np.float32)
+        return {r.id: found[r.content_hash].palette_vector() if r.content_hash in found else none for r in records}
 
-    def _by_colour(self, hits: list[SearchHit], records: dict[int, ItemRecord],
-                   query: np.ndarray) -> list[SearchHit]:
-        """The hits ranked by score less the colour penalty, when enough of them are in colour; else as they are."""
+    def _by_colour(self, hits: list[SearchHit], colours: dict[int, np.ndarray], query: np.ndarray) -> list[SearchHit]:
+        """The hits re-ranked by colour when enough of them are in colour; else as they are. Each category keeps the
+        ranks its items hold, and its items are re-ordered among them by score less the colour penalty: colour
+        ranks a red dress above a blue one, but never a red shoe above either."""
         if not hits:
             return hits
-        item_palettes = self._palettes([records[h.id] for h in hits])
+        item_palettes = np.stack([colours[h.id] for h in hits])
         if float(np.mean(colourfulness(item_palettes) >= IN_COLOUR)) < COLOUR_CATALOG:
             return hits
         match = np.clip(item_palettes @ query, 0.0, 1.0)
-        fused = np.array([h.score for h in hits]) - COLOUR_WEIGHT * (1.0 - match)
-        order = np.argsort(-fused, kind="stable")
+        scores = np.array([h.score for h in hits])
+        fused, order = scores.copy(), np.arange(len(hits))
+        categories = np.array([h.category or "" for h in hits])
+        for category in np.unique(categories):
+            slots = np.flatnonzero(categories == category)
+            fused[slots] -= self.colour_weight * float(np.ptp(scores[slots])) * (1.0 - match[slots])
+            order[slots] = slots[np.argsort(-fused[slots], kind="stable")]
         return [replace(hits[i], rank=rank, score=round(float(fused[i]), 6), colour_match=round(float(match[i]), 4))
                 for rank, i in enumerate(order.tolist(), 1)]
 
-    def _distinct(self, hits: list[SearchHit], records: dict[int, ItemRecord], threshold: float,
-                  k: int) -> list[SearchHit]:
+    def _distinct(self, hits: list[SearchHit], records: dict[int, ItemRecord], colours: dict[int, np.ndarray],
+                  threshold: float, k: int) -> list[SearchHit]:
         """The best ``k`` hits of which no two are duplicates (``threshold``-alike and of the same colours),
         re-ranked."""
         kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits])
         by_id = {h.id: h for h in hits}
         kept_hits = [by_id[r.id] for r in kept]
-        chosen = [kept_hits[i] for i in collapse(vectors, threshold, k, self._palettes(kept))]
+        palettes = np.stack([colours[r.id] for r in kept]) if kept else np.zeros((0, PALETTE_BINS), np.float32)
+        chosen = [kept_hits[i] for i in collapse(vectors, threshold, k, palettes)]
         return [replace(h, rank=rank) for rank, h in enumerate(chosen, 1)]
 
     def palettes_of(self, images: Sequence[bytes | Path]) -> np.ndarray:
@@ -167,7 +180,8 @@ class SearchService:
         missing = [str(i) for i in ids if i not in records]
         if missing:
             raise NotFoundError(f"no item with id {', '.join(missing[:10])}")
-        return self._palettes([records[i] for i in ids])
+        colours = self._palettes([records[i] for i in ids])
+        return np.stack([colours[i] for i in ids])
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
                         dedupe_threshold: float | None = None) -> SearchResponse:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from lookalike.search import COLOUR_WEIGHT
-
 from imagegen import make_image, make_product
 
 
@@ -26,9 +24,7 @@ def test_several_files_search_with_the_normalized_mean(client, auth):
     for examples in ((circles,), (stripes,), (circles, stripes)):
         response = client.post("/api/search", files=files(*examples), data={"k": "18"})
         assert response.status_code == 200, response.text
-        # the cosine similarity: the score less the colour penalty where colour ranked the results
-        scores.append({r["id"]: r["score"] + COLOUR_WEIGHT * (1 - r["colour_match"]) if r["colour_match"] is not None
-                       else r["score"] for r in response.json()["results"]})
+        scores.append({r["id"]: r["similarity"] for r in response.json()["results"]})
     single_a, single_b, both = scores
     # cos(normalize(a + b), x) = (cos(a, x) + cos(b, x)) / |a + b|: one constant ratio over the whole catalog.
     ratios = [both[i] / (single_a[i] + single_b[i]) for i in both]

@@ -41,7 +41,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 class Result(BaseModel):
     id: int
     rank: int
-    score: float = Field(description="Cosine similarity to the query, -1..1.")
+    score: float = Field(description="What ranked the result: its cosine similarity to the query, -1..1, less a "
+                         "colour penalty where colour ranked the results (see `colour_match`).")
+    similarity: float = Field(description="Cosine similarity to the query, -1..1.")
     confidence: float = Field(description="Calibrated 0..1: the mean of the probabilities that a result this similar "
                               "is the same kind of garment and that it is the very item (about 1: this item; about "
                               "0.5: the same kind).")
@@ -52,7 +54,7 @@ class Result(BaseModel):
     metadata: dict[str, Any] = {}
     colour_match: float | None = Field(None, description="How alike the colours of the result and the query are, "
                                        "0..1, where the catalog is in colour and colour ranked the results (the "
-                                       "score then includes it); null otherwise.")
+                                       "score then includes it, the similarity does not); null otherwise.")
 
 
 class SearchResponse(BaseModel):

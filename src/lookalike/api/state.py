@@ -41,12 +41,14 @@ class AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         lock = WriteLock(settings.home / "write.lock")
         if not settings.query_batching:
-            return cls(settings, engine, SearchService(engine), confidence, lock)
+            return cls(settings, engine, SearchService(engine, colour_weight=settings.colour_weight), confidence,
+                       lock)
         embed = MicroBatcher.of(engine.embed_inputs, settings.batch_size, "lookalike-embed")
         search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
             lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
             settings.batch_size, "lookalike-search")
-        service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)))
+        service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)),
+                                settings.colour_weight)
         return cls(settings, engine, service, confidence, lock, batchers=[embed, search])
 
     @contextmanager

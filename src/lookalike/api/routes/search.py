@@ -24,8 +24,8 @@ router = APIRouter(prefix="/api", tags=["search"])
 def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
     confidence = state.confidence(np.array([h.score for h in hits], np.float64))
     return [
-        Result(id=h.id, rank=h.rank, score=h.score, confidence=round(float(c), 4), category=h.category,
-               item_id=h.item_id, image_url=f"/api/items/{h.id}/image",
+        Result(id=h.id, rank=h.rank, score=h.score, similarity=h.similarity, confidence=round(float(c), 4),
+               category=h.category, item_id=h.item_id, image_url=f"/api/items/{h.id}/image",
                thumbnail_url=f"/api/items/{h.id}/image?size=thumb", metadata=h.metadata, colour_match=h.colour_match)
         for h, c in zip(hits, confidence, strict=True)
     ]
