@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from planted_copies import lookalike  # noqa: E402
 
 from lookalike import search  # noqa: E402
+from lookalike.bootstrap import open_engine  # noqa: E402
 from lookalike.config import Settings  # noqa: E402
-from lookalike.engine import open_engine  # noqa: E402
 from lookalike.search import SearchService  # noqa: E402
 
 COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 150, 50), "yellow": (230, 200, 20)}

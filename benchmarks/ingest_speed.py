@@ -29,10 +29,10 @@ from common import median, write_catalog_jpegs
 
 from lookalike.backbone.registry import get_spec
 from lookalike.backbone.runtime import FeatureExtractor
+from lookalike.bootstrap import load_extractor, open_engine
 from lookalike.concurrency import bounded_map
 from lookalike.config import Settings
 from lookalike.data.sources import open_source
-from lookalike.engine import load_extractor, open_engine
 from lookalike.hashing import content_key
 from lookalike.ingest import ingest
 from lookalike.io.images import decode_image, read_image_file

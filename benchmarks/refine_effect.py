@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
+from lookalike.bootstrap import open_engine
 from lookalike.config import get_settings
 from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
 from lookalike.refine import ALPHA, BETA, GAMMA, rocchio
 from lookalike.search import SearchService
 

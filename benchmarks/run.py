@@ -57,9 +57,9 @@ def run_stage(stage: str, args: argparse.Namespace, work: Path) -> dict[str, Any
 
 def _quick_home(work: Path, models_dir: Path) -> Path:
     """A small ingested home for the quick run: the ingest stage's generated JPEGs."""
+    from lookalike.bootstrap import open_engine
     from lookalike.config import Settings
     from lookalike.data.sources import open_source
-    from lookalike.engine import open_engine
     from lookalike.ingest import ingest
 
     home = work / "quick-home"

@@ -25,10 +25,11 @@ import numpy as np
 from common import median
 from sqlalchemy import insert
 
+from lookalike.bootstrap import open_engine
 from lookalike.catalog.models import Item
 from lookalike.catalog.repository import Catalog
 from lookalike.config import Settings
-from lookalike.engine import index_manifest, open_engine
+from lookalike.engine import index_manifest
 from lookalike.index.base import IndexManifest
 from lookalike.index.choose import choose_index
 from lookalike.index.faiss_store import FaissStore

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lookalike.bootstrap import load_extractor, load_head
 from lookalike.catalog.repository import Catalog
 from lookalike.config import Settings
 from lookalike.embedding.feature_cache import FeatureCache
-from lookalike.engine import index_manifest, load_extractor, load_head
+from lookalike.engine import index_manifest
 from lookalike.index.base import VectorStore
 from lookalike.index.faiss_store import FaissStore
 from lookalike.index.milvus_store import MilvusStore

@@ -12,9 +12,9 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
 from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
 from lookalike.ingest import ingest
 
 TOKEN = "s3cret-token"

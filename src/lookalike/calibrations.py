@@ -4,11 +4,12 @@ refitted when the model changes or the catalog grows or shrinks by more than 20%
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from lookalike.io.files import write_atomically
 
 if TYPE_CHECKING:
     from lookalike.engine import Engine
@@ -25,9 +26,7 @@ class Calibration:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))  # type: ignore[call-overload]
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(asdict(self)))  # type: ignore[call-overload]
 
     @classmethod
     def load(cls, path: Path) -> Self | None:

@@ -121,8 +121,8 @@ def ingest(
     report: Annotated[Path | None, typer.Option(help="Write the skipped files and reasons as JSON here.")] = None,
 ) -> None:
     """Add a catalog's new images (incremental and resumable), or rebuild the index with --reindex."""
+    from lookalike.bootstrap import open_engine
     from lookalike.data.sources import open_source
-    from lookalike.engine import open_engine
     from lookalike.ingest import ingest as run_ingest
     from lookalike.ingest import reindex as run_reindex
 
@@ -217,10 +217,10 @@ def train(
 
 def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
            reindex_after: bool, resume: bool = True, augment: int = 0) -> None:
+    from lookalike.bootstrap import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.embedding.head import fit_pca_head
     from lookalike.embedding.train import collect_features, collect_photo_like_features
     from lookalike.embedding.triplet import train_head
-    from lookalike.engine import build_featurizer, head_path, load_extractor, open_engine
     from lookalike.ingest import reindex as run_reindex
 
     extractor = load_extractor(settings, fine_tuned=False)  # training starts from the configured backbone
@@ -346,9 +346,9 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
               exact_items: int = 0) -> None:
     import random
 
+    from lookalike.bootstrap import build_featurizer, fine_tuned_weights, load_extractor, load_head
     from lookalike.data.photolike import write_photo_like_set
     from lookalike.data.sources import open_source
-    from lookalike.engine import build_featurizer, fine_tuned_weights, load_extractor, load_head
     from lookalike.evaluation.report import EXACT_HEADLINE, HEADLINE, write_report
     from lookalike.evaluation.run import evaluate as run_evaluate
     from lookalike.evaluation.run import write_exact_item_sets
@@ -460,7 +460,7 @@ def search(
                                            )] = False,
 ) -> None:
     """Find the catalog items most similar to each query image (or, with --together, to all of them)."""
-    from lookalike.engine import open_engine
+    from lookalike.bootstrap import open_engine
     from lookalike.errors import InvalidRequestError
     from lookalike.search import SearchService, check_category
 
@@ -553,8 +553,8 @@ def duplicates(
     import io
     from dataclasses import asdict
 
+    from lookalike.bootstrap import open_engine
     from lookalike.duplicates import find_duplicates, load_or_calibrate_threshold
-    from lookalike.engine import open_engine
 
     if fmt not in ("json", "csv"):
         raise _fail("--format is json or csv")
@@ -596,7 +596,7 @@ def duplicates(
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Catalog size, model, index type and where the data lives."""
-    from lookalike.engine import open_engine
+    from lookalike.bootstrap import open_engine
 
     settings = get_settings()
     with _errors():
@@ -647,7 +647,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from lookalike.api.main import create_app
     from lookalike.api.state import AppState
-    from lookalike.engine import milvus_config, open_engine
+    from lookalike.bootstrap import milvus_config, open_engine
 
     if settings.workers > 1 and settings.vector_store == "milvus" and milvus_config(settings).is_lite:
         raise _fail("several workers cannot share a Milvus Lite file; use a Milvus server "
@@ -687,10 +687,10 @@ def demo(
     evaluate, search, then serve the dashboard at http://127.0.0.1:8000. A second run reuses everything."""
     import random
 
+    from lookalike.bootstrap import head_path, load_extractor, open_engine
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
     from lookalike.data.sources import open_source
     from lookalike.embedding.triplet import TrainConfig
-    from lookalike.engine import head_path, load_extractor, open_engine
     from lookalike.errors import ModelMismatchError
     from lookalike.evaluation.report import latest_report
     from lookalike.ingest import ingest as run_ingest

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = all cores.")
     query_batching: bool = Field(True, description="Share backbone passes between concurrent API queries.")
     colour_weight: float = Field(
-        1.0, ge=0, le=10, description="How much colour ranks image searches in a catalog in colour: a full colour "
+        2.0, ge=0, le=10, description="How much colour ranks image searches in a catalog in colour: a full colour "
         "mismatch costs this share of the candidates' score range (0 = colour does not rank)."
     )
     search_threads: int = Field(

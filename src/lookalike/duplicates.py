@@ -30,7 +30,6 @@ import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -39,13 +38,11 @@ from scipy.sparse.csgraph import connected_components
 
 from lookalike.calibrations import Calibration, load_or_fit
 from lookalike.catalog.repository import ItemRecord, StoredSignature
+from lookalike.engine import Engine
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
 from lookalike.signatures import Signature, signature
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
 

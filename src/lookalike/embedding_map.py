@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.io.files import write_atomically
+
 if TYPE_CHECKING:
     from lookalike.engine import Engine
 
@@ -95,9 +97,7 @@ def load_or_compute_map(engine: Engine, path: Path, progress: Progress = _ignore
         pass
     result = compute_map(engine, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(result))
     return result
 
 

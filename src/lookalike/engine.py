@@ -1,29 +1,17 @@
-"""The composition root: builds the backbone, head, feature cache, catalog and vector store from Settings.
-
-The CLI and the API both call :func:`open_engine`; nothing below this module reads Settings.
-"""
+"""The Engine: the loaded backbone (in its featurizer), head, catalog and vector store that a search or an ingest
+works with, and the model version they make. Built by :func:`lookalike.bootstrap.open_engine`."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from lookalike.backbone.runtime import FeatureExtractor, load_backbone
+from lookalike.backbone.runtime import FeatureExtractor
 from lookalike.catalog.repository import Catalog
-from lookalike.config import Settings
-from lookalike.embedding.feature_cache import FeatureCache
 from lookalike.embedding.featurizer import Featurizer
-from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO, EmbeddingHead, identity_head
-from lookalike.errors import ModelMismatchError
+from lookalike.embedding.head import EmbeddingHead
 from lookalike.index.base import IndexManifest, VectorStore
-from lookalike.index.open_store import MilvusConfig, open_store
-from lookalike.ingest import reconcile as reconcile_index
-from lookalike.io.files import safe_file_name
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +52,12 @@ class Engine:
         self.store.close()
         self.catalog.close()
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def model_version(extractor: FeatureExtractor, head: EmbeddingHead) -> str:
     return f"{extractor.fingerprint}+{head.version}"
@@ -71,74 +65,3 @@ def model_version(extractor: FeatureExtractor, head: EmbeddingHead) -> str:
 
 def index_manifest(extractor: FeatureExtractor, head: EmbeddingHead) -> IndexManifest:
     return IndexManifest(model_version(extractor, head), extractor.fingerprint, head.checksum, head.dim)
-
-
-def head_path(heads_dir: Path, backbone: str) -> Path:
-    """Where the active embedding head for a backbone lives."""
-    return heads_dir / f"{safe_file_name(backbone)}.npz"
-
-
-def load_head(heads_dir: Path, extractor: FeatureExtractor) -> EmbeddingHead:
-    """The trained head for this backbone, or the identity head when none was trained yet."""
-    path = head_path(heads_dir, extractor.name)
-    if not path.is_file():
-        return identity_head(extractor.num_features, extractor.fingerprint)
-    head = EmbeddingHead.load(path, extractor.threads)
-    head.check_backbone(extractor.fingerprint)
-    return head
-
-
-def load_extractor(settings: Settings, fine_tuned: bool = True) -> FeatureExtractor:
-    """The configured backbone; unless ``fine_tuned`` is False, the fine-tuned one the active head was trained
-    with (``lookalike train --fine-tune-blocks``), if it was."""
-    weights = (fine_tuned_weights(settings) if fine_tuned else None) or settings.backbone_weights
-    return load_backbone(settings.backbone, settings.resolved_models_dir, weights, settings.onnx_threads)
-
-
-def fine_tuned_weights(settings: Settings) -> str | None:
-    """The weights file of the fine-tuned backbone that the active head names, or None."""
-    path = head_path(settings.heads_dir, settings.backbone)
-    name = EmbeddingHead.read_info(path).get(BACKBONE_WEIGHTS_INFO) if path.is_file() else None
-    if not name:
-        return None
-    weights = settings.heads_dir / name
-    if not weights.is_file():
-        raise ModelMismatchError(f"the embedding head {path} was trained with the fine-tuned backbone {weights}, "
-                                 "which is missing; train again (`lookalike train`)")
-    return str(weights)
-
-
-def build_featurizer(settings: Settings, extractor: FeatureExtractor) -> Featurizer:
-    cache = FeatureCache(settings.features_dir, extractor.fingerprint, extractor.num_features)
-    return Featurizer(cache=cache, extractor=extractor, batch_size=settings.batch_size,
-                      workers=settings.decode_workers, max_pixels=settings.max_image_pixels)
-
-
-def milvus_config(settings: Settings) -> MilvusConfig:
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    return MilvusConfig(settings.resolved_milvus_uri, token, settings.milvus_collection, settings.milvus_index)
-
-
-def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: bool = True) -> Engine:
-    """Load everything; ``fresh_index`` starts an empty index (rebuilt from the catalog by reconcile).
-
-    Raises ModelMismatchError when the saved index was built by another model (unless ``fresh_index``).
-    """
-    extractor = load_extractor(settings)
-    head = load_head(settings.heads_dir, extractor)
-    manifest = index_manifest(extractor, head)
-    store = open_store(settings.vector_store, manifest, faiss_dir=settings.index_dir,
-                       milvus=milvus_config(settings), fresh=fresh_index)
-    engine = Engine(
-        featurizer=build_featurizer(settings, extractor),
-        head=head,
-        catalog=Catalog(settings.resolved_database_url),
-        store=store,
-        memory_budget_bytes=settings.index_memory_budget_mb * 2**20,
-        checkpoint_every=settings.checkpoint_every,
-    )
-    if reconcile:
-        report = reconcile_index(engine)
-        if report.changed:
-            log.warning("index repaired to match the catalog: %s", report)
-    return engine

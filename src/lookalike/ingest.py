@@ -13,19 +13,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lookalike.catalog.repository import ItemRecord, NewItem
 from lookalike.data.sources import CatalogEntry
+from lookalike.engine import Engine
 from lookalike.errors import ImageDecodeError
 from lookalike.hashing import content_key
 from lookalike.io.images import read_image_file
 from lookalike.item_vectors import embed_records
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
 INDEX_CHUNK = 4096  # items embedded and added to the index at a time (bounds the features held in memory)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.catalog.repository import ItemRecord
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
+from lookalike.engine import Engine
 
 log = logging.getLogger(__name__)
 

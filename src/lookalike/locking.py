@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
 from pathlib import Path
 from types import TracebackType
 
+from filelock import FileLock
+
 
 class WriteLock:
-    """Exclusive catalog changes: a thread lock, then an ``flock`` on ``path`` (server workers are processes)."""
+    """Exclusive catalog changes: a :class:`filelock.FileLock` on ``path`` (server workers are processes).
+
+    It is reentrant within a thread, through any ``WriteLock`` on the same path (the ``FileLock`` is a per-path
+    singleton), and excludes other threads and processes; it never times out.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._threads = threading.Lock()
-        self._fd: int | None = None
+        # The lock file stays on release: unlinking it would let a later process lock a different file.
+        self._file = FileLock(path, mode=0o644, is_singleton=True, preserve_lock_file=True, poll_interval=0.01)
 
     def __enter__(self) -> WriteLock:
-        self._threads.acquire()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
-        except BaseException:
-            self._threads.release()
-            raise
+        self._file.acquire()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        fd, self._fd = self._fd, None
-        try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-        finally:
-            self._threads.release()
+        self._file.release()

@@ -9,20 +9,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lookalike.batching import BatchFn
 from lookalike.catalog.repository import ItemRecord
 from lookalike.duplicates import collapse, image_signatures
+from lookalike.engine import Engine
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import item_vectors
-from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colourfulness, palette
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
+from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colour_mismatch, colourfulness, palette
 
 StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.ndarray]]  # queries, k, category
 
@@ -30,7 +28,7 @@ MAX_K = 1000
 DELETE_SLACK = 8  # extra candidates, so items deleted between the index search and the record lookup leave k
 MAX_EXAMPLES = 20
 CANDIDATES = 4  # a deduplicated or colour-ranked list of k is picked from the best 4k + 10 candidates
-COLOUR_WEIGHT = 1.0  # a full colour mismatch costs this share of its category's candidates' score range
+COLOUR_WEIGHT = 2.0  # a full colour mismatch costs this share of its category's candidates' score range
 IN_COLOUR = 0.25  # an image whose garment is at least this share coloured (signatures.colourfulness) is in colour
 COLOUR_CATALOG = 0.2  # when at least this share of a query's candidates are in colour, colour ranks them too
 
@@ -55,10 +53,11 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchResponse:
-    """The results of one query, best first."""
+    """The results of one query, best first, and the query embedding they answer."""
 
     hits: list[SearchHit]
     took_ms: float
+    query: np.ndarray | None = None
 
 
 class SearchService:
@@ -127,9 +126,9 @@ class SearchService:
                 hits = self._by_colour(hits, colours, palettes[row])  # type: ignore[index]
             if dedupe_threshold is not None:
                 hits = self._distinct(hits, records, colours, dedupe_threshold, k)
-            responses.append(SearchResponse(hits[:k], 0.0))
+            responses.append(SearchResponse(hits[:k], 0.0, vectors[row]))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
-        return [SearchResponse(r.hits, took_ms) for r in responses]
+        return [replace(r, took_ms=took_ms) for r in responses]
 
     def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
         """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
@@ -152,7 +151,7 @@ class SearchService:
         categories = np.array([h.category or "" for h in hits])
         for category in np.unique(categories):
             slots = np.flatnonzero(categories == category)
-            fused[slots] -= self.colour_weight * float(np.ptp(scores[slots])) * (1.0 - match[slots])
+            fused[slots] -= self.colour_weight * float(np.ptp(scores[slots])) * colour_mismatch(match[slots])
             order[slots] = slots[np.argsort(-fused[slots], kind="stable")]
         return [replace(hits[i], rank=rank, score=round(float(fused[i]), 6), colour_match=round(float(match[i]), 4))
                 for rank, i in enumerate(order.tolist(), 1)]
@@ -185,9 +184,11 @@ class SearchService:
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
                         dedupe_threshold: float | None = None) -> SearchResponse:
-        """Items most like a catalog item (itself excluded)."""
+        """Items most like a catalog item ("more like this"; itself excluded), its colours ranking as a photo's do."""
+        started = time.perf_counter()
         vector = self.item_vectors([item_id])
-        return self.search_vectors(vector, k, category, exclude={item_id}, dedupe_threshold=dedupe_threshold)[0]
+        return self.search_vectors(vector, k, category, exclude={item_id}, started=started,
+                                   dedupe_threshold=dedupe_threshold, palettes=self.item_palettes([item_id]))[0]
 
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Embeddings of catalog items, in order; NotFoundError names unknown (or unreadable) ones."""

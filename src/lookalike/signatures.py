@@ -28,6 +28,7 @@ PALETTE_SIDE = 48  # the palette is counted on a thumbnail this wide
 MIN_CHROMA = 0.15  # max - min of a pixel's RGB (0 to 1) from which its hue counts
 FOREGROUND = 0.12  # how far (largest channel difference, 0 to 1) a pixel is from the background to be the garment
 MIN_FOREGROUND = 0.03  # below this share of garment pixels, the whole image counts
+PALETTE_NOISE = 0.03  # one image's palettes, decoded at full size and drafted small, agree to at least 1 - this
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,12 @@ def _hue(rgb: np.ndarray, top: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     hue = np.where(top == r, ((g - b) / chroma) % 6, np.where(top == g, (b - r) / chroma + 2, (r - g) / chroma + 4))
     return (hue / 6.0) % 1.0
+
+
+def colour_mismatch(match: np.ndarray) -> np.ndarray:
+    """How unlike two garments' colours are, 0 to 1, from their palette similarity: below ``PALETTE_NOISE`` of
+    difference, none (decoding the same image two ways moves its palette that much)."""
+    return np.clip((1.0 - match - PALETTE_NOISE) / (1.0 - PALETTE_NOISE), 0.0, 1.0)
 
 
 def colourfulness(palettes: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lookalike.api.main import create_app
-from lookalike.engine import open_engine
+from lookalike.bootstrap import open_engine
 from lookalike.search import SearchService
 
 from apiserver import ingested

@@ -15,8 +15,8 @@ import pytest
 
 from lookalike import embedding_map
 from lookalike.api.main import create_app
+from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
-from lookalike.engine import open_engine
 
 from apiserver import ingested, running
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
-from lookalike.engine import open_engine
 from lookalike.errors import IndexCorruptError
 from lookalike.index.base import IndexManifest
 from lookalike.index.faiss_store import FaissStore

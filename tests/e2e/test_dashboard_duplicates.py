@@ -11,8 +11,8 @@ from playwright.sync_api import Page, expect
 from test_dashboard import browser, cards, page, server, shot, wait_for_images  # noqa: F401  (fixtures)
 from test_dashboard_feedback import record_bodies
 
+from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
-from lookalike.engine import open_engine
 
 from apiserver import ingested
 from imagegen import make_product

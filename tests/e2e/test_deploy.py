@@ -83,7 +83,7 @@ from fastapi.testclient import TestClient
 from lookalike.api.main import create_app
 from lookalike.config import Settings
 from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
+from lookalike.bootstrap import open_engine
 from lookalike.ingest import ingest
 settings = Settings(home={str(tmp_path / "home")!r}, models_dir={str(models_dir)!r}, backbone="efficientnet-lite0",
                     vector_store="milvus", _env_file=None)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.backbone.runtime import FeatureExtractor
+from lookalike.bootstrap import open_engine
 from lookalike.data.sources import open_source
 from lookalike.embedding import featurizer
-from lookalike.engine import open_engine
 from lookalike.ingest import ingest, reindex
 from lookalike.search import SearchService
 

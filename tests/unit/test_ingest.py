@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
+from lookalike.bootstrap import head_path, open_engine
 from lookalike.data.sources import open_source
-from lookalike.engine import head_path, open_engine
 from lookalike.errors import ModelMismatchError
 from lookalike.ingest import ingest, reindex
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from lookalike.bootstrap import open_engine
 from lookalike.data.sources import open_source
-from lookalike.engine import open_engine
 from lookalike.errors import EmptyCatalogError, ImageDecodeError, InvalidRequestError, NotFoundError
 from lookalike.ingest import ingest
 from lookalike.search import SearchService

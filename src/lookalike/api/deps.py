@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, HTTPException, Request, status
+from fastapi import Cookie, Depends, Form, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lookalike.api.state import AppState
+from lookalike.search import check_category
 
 bearer = HTTPBearer(auto_error=False, description="LOOKALIKE_API_TOKEN, for catalog changes")
 
@@ -52,7 +54,6 @@ WriteAccess = Depends(require_token)
 Operator = Annotated[bool, Depends(holds_token)]
 
 
-SHOPPER_COOKIE = "lookalike_shopper"
 SHOPPER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -71,3 +72,44 @@ async def get_shopper(
 
 
 Shopper = Annotated[str | None, Depends(get_shopper)]
+
+
+CATEGORY_HELP = "Only results of this category."
+DEDUPE_HELP = "Collapse near-duplicates, so k different products."
+
+
+@dataclass(frozen=True)
+class Dedupe:
+    """Whether near-duplicates are collapsed, and at which similarity (the calibrated threshold)."""
+
+    asked: bool
+    threshold: float | None
+
+
+def dedupe_for(state: AppState, asked: bool) -> Dedupe:
+    return Dedupe(asked, state.duplicate_threshold().threshold if asked else None)
+
+
+async def form_category(state: State, category: Annotated[str | None, Form(description=CATEGORY_HELP)] = None,
+                        ) -> str | None:
+    """The category filter (None for none); 422 naming the known categories for one the catalog lacks."""
+    return check_category(state.engine, category)
+
+
+async def query_category(state: State, category: Annotated[str | None, Query(description=CATEGORY_HELP)] = None,
+                         ) -> str | None:
+    return check_category(state.engine, category)
+
+
+def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DEDUPE_HELP)] = False) -> Dedupe:
+    return dedupe_for(state, dedupe)  # a plain function: the first calibration takes a while, off the event loop
+
+
+def query_dedupe(state: State, dedupe: Annotated[bool, Query(description=DEDUPE_HELP)] = False) -> Dedupe:
+    return dedupe_for(state, dedupe)
+
+
+FormCategory = Annotated[str | None, Depends(form_category)]
+QueryCategory = Annotated[str | None, Depends(query_category)]
+FormDedupe = Annotated[Dedupe, Depends(form_dedupe)]
+QueryDedupe = Annotated[Dedupe, Depends(query_dedupe)]

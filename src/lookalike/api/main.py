@@ -20,8 +20,9 @@ from lookalike import __version__
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.routes import discover, items, meta, search
 from lookalike.api.state import AppState
+from lookalike.bootstrap import open_engine
 from lookalike.config import Settings, get_settings
-from lookalike.engine import Engine, open_engine
+from lookalike.engine import Engine
 from lookalike.errors import (
     BackboneError,
     EmptyCatalogError,

@@ -16,6 +16,7 @@ from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
 from lookalike.duplicates import DuplicateGroup, DuplicateThreshold, find_duplicates, load_or_calibrate_threshold
 from lookalike.engine import Engine
+from lookalike.history import SearchHistory
 from lookalike.locking import WriteLock
 from lookalike.search import SearchService
 from lookalike.taste import TasteProfiles
@@ -66,6 +67,10 @@ class AppState:
     @property
     def taste(self) -> TasteProfiles:
         return TasteProfiles(self.service)
+
+    @property
+    def history(self) -> SearchHistory:
+        return SearchHistory(self.taste)
 
     def duplicate_threshold(self) -> DuplicateThreshold:
         """The calibrated near-duplicate threshold, fitted on first use (and again when the catalog changed)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -17,6 +16,7 @@ import numpy as np
 from lookalike.backbone.registry import BackboneSpec, weights_identity
 from lookalike.errors import BackboneError
 from lookalike.hashing import file_sha256
+from lookalike.io.files import atomic_path, write_atomically
 
 if TYPE_CHECKING:
     import torch
@@ -45,12 +45,11 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
     size = spec.preprocessing.input_size
     sample = torch.randn(2, 3, size, size)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    to_onnx(model, size, ["features"], tmp)
-    with torch.no_grad():
-        expected = model(sample).numpy()
-    _check_export(tmp, sample.numpy(), expected)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        to_onnx(model, size, ["features"], tmp)
+        with torch.no_grad():
+            expected = model(sample).numpy()
+        _check_export(tmp, sample.numpy(), expected)
     sidecar = {
         "name": spec.name,
         "num_features": int(expected.shape[1]),
@@ -58,7 +57,7 @@ def export_onnx(spec: BackboneSpec, dest: Path, weights: str | None = None) -> P
         "sha256": file_sha256(dest),
         **spec.preprocessing.to_dict(),
     }
-    _write_json_atomic(dest.with_name(dest.name + ".json"), sidecar)
+    write_atomically(dest.with_name(dest.name + ".json"), json.dumps(sidecar, indent=2))
     log.info("exported %s to %s in %.1fs", spec.name, dest, time.perf_counter() - started)
     return dest
 
@@ -91,9 +90,3 @@ def _check_export(path: Path, sample: np.ndarray, expected: np.ndarray) -> None:
     if err > 1e-3:
         path.unlink(missing_ok=True)
         raise BackboneError(f"ONNX export diverges from PyTorch (relative error {err:.2e})")
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

@@ -11,7 +11,6 @@ of pose, light, blur and compression). A catalog shot that is not mask-like keep
 from __future__ import annotations
 
 import io
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from lookalike.io.files import atomic_path
 
 PHOTO_SIZE = 224
 
@@ -106,7 +107,6 @@ def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int | str =
         (out_dir / name).write_bytes(data)
         rows.append({"path": name, "category": entry.category, "item_id": entry.item_id,
                      "source": str(entry.path)})
-    tmp = manifest.with_suffix(".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, manifest)
+    with atomic_path(manifest) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
     return manifest

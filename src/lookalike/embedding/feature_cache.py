@@ -34,6 +34,7 @@ class FeatureCache:
         self._shards: list[np.ndarray] = []
         self._pending_keys: list[bytes] = []
         self._pending: list[np.ndarray] = []
+        self._pending_rows: dict[bytes, int] = {}  # key -> its row in ``_pending``
         self._load()
 
     def _load(self) -> None:
@@ -60,28 +61,30 @@ class FeatureCache:
         return len(self._where) + len(self._pending_keys)
 
     def __contains__(self, key: str) -> bool:
-        return key.encode() in self._where
+        # Pending first: ``flush`` adds keys to ``_where`` before it clears them here (lookups run in threads).
+        raw = key.encode()
+        return raw in self._pending_rows or raw in self._where
 
     def get(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(found mask, features float32 (len(keys), dim))``; rows not found are zero."""
         found = np.zeros(len(keys), bool)
         out = np.zeros((len(keys), self.dim), np.float32)
-        pending = {k: i for i, k in enumerate(self._pending_keys)} if self._pending_keys else {}
         for i, key in enumerate(keys):
             raw = key.encode()
             if (loc := self._where.get(raw)) is not None:
                 out[i] = self._shards[loc[0]][loc[1]]
                 found[i] = True
-            elif (j := pending.get(raw)) is not None:
+            elif (j := self._pending_rows.get(raw)) is not None:
                 out[i] = self._pending[j]
                 found[i] = True
         return found, out
 
     def put(self, keys: Sequence[str], features: np.ndarray) -> None:
-        """Add features; they are written to disk every ``flush_every`` rows and by ``flush``."""
+        """Add features of keys not stored yet; they are written to disk every ``flush_every`` rows and by ``flush``."""
         for key, row in zip(keys, np.asarray(features, np.float16), strict=True):
             raw = key.encode()
-            if raw not in self._where:
+            if raw not in self._where and raw not in self._pending_rows:
+                self._pending_rows[raw] = len(self._pending_keys)
                 self._pending_keys.append(raw)
                 self._pending.append(row)
         if len(self._pending_keys) >= self.flush_every:
@@ -106,4 +109,4 @@ class FeatureCache:
         self._shards.append(feats)
         for row, key in enumerate(self._pending_keys):
             self._where[key] = (index, row)
-        self._pending_keys, self._pending = [], []
+        self._pending_keys, self._pending, self._pending_rows = [], [], {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from lookalike.backbone.registry import get_spec
 from lookalike.concurrency import bounded_map
 from lookalike.errors import BackboneError
 from lookalike.inference import cpu_session
-from lookalike.io.files import safe_file_name
+from lookalike.io.files import safe_file_name, write_atomically
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -149,7 +148,5 @@ def save_backbone_weights(backbone: MultiScaleEfficientNet, heads_dir: Path, nam
     data = buffer.getvalue()
     path = heads_dir / f"{_weights_prefix(name)}{hashlib.sha256(data).hexdigest()[:12]}.pt"
     heads_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomically(path, data)
     return path

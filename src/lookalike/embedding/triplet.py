@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from lookalike.embedding.batches import Batches, ClassBalancedBatches, PairedBat
 from lookalike.embedding.head import EmbeddingHead
 from lookalike.embedding.objective import CategoryTerm, InstanceTerm, Miner, Objective, Term
 from lookalike.evaluation.metrics import knn
+from lookalike.io.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,5 @@ def _restore(models: list[nn.Module], states: list[dict[str, torch.Tensor]]) -> 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as file:
+        torch.save(state, file)

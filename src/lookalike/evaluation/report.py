@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lookalike.evaluation.metrics import CURVE_KS, RetrievalMetrics  # noqa: E402
+from lookalike.io.files import write_atomically  # noqa: E402
 
 LATEST = "LATEST"
 HEADLINE = ("precision@1", "recall@5", "recall@10", "precision@5", "precision@10", "mAP@10", "MAP@R", "NDCG@10")
@@ -36,9 +36,7 @@ def write_report(root: Path, rows: dict[str, RetrievalMetrics], meta: dict[str, 
     _per_category_plot(main, folder / "per_category.png")
     _curves_plot(rows, folder / "curves.png")
     (folder / "report.md").write_text(_markdown(rows, meta, exact or {}))
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(folder.name)
-    os.replace(pointer, root / LATEST)
+    write_atomically(root / LATEST, folder.name)
     return folder
 
 

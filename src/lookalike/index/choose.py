@@ -1,15 +1,16 @@
-"""Which FAISS index fits a catalog: a pure function of its size, dimension and memory budget."""
+"""Which index fits a catalog (a pure function of its size, dimension and memory budget), and the index tuning
+both vector stores share: HNSW's graph degree and search breadth, IVF's probes, the memory each item costs."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-# Exact search reads every stored vector per query: 60,000 of them are 31 MB, about 7 ms per lone query with cold
-# caches on the 2-core machine, and the largest cost under concurrent load after the backbone. HNSW32 finds the
-# same top 10 (recall@10 0.999 on the demo's 60,000 embeddings) in about 0.3 ms and builds in 3 s (BENCHMARKS.md).
-EXACT_MAX_ITEMS = 20_000
+EXACT_MAX_ITEMS = 20_000  # above this, a graph walk finds the same top 10 faster than exact search (BENCHMARKS.md)
 HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96
+IVF_NPROBE = 32
 MIN_COMPRESSED_ITEMS = 10_000  # IVF-PQ needs enough vectors to train its coarse and product quantizers
 ID_OVERHEAD = 16  # id map entry and bookkeeping, bytes per item
 
@@ -22,17 +23,23 @@ class IndexChoice:
     bytes_per_item: float
     reason: str
 
-    @property
-    def needs_training(self) -> bool:
-        return self.key.startswith("IVF")
+
+def flat_bytes_per_item(dim: int) -> float:
+    """Memory per item of an exact index: the float32 vector and its id."""
+    return dim * 4 + ID_OVERHEAD
+
+
+def hnsw_bytes_per_item(dim: int) -> float:
+    """Memory per item of an HNSW graph: the vector, about 2M links of 4 bytes (plus 5%), and its id."""
+    return flat_bytes_per_item(dim) + HNSW_M * 2 * 4 * 1.05
 
 
 def choose_index(n_items: int, dim: int, memory_budget_bytes: int) -> IndexChoice:
     """Exact below ``EXACT_MAX_ITEMS``; HNSW above if it fits the budget; IVF-PQ when it does not."""
-    flat = dim * 4 + ID_OVERHEAD
+    flat = flat_bytes_per_item(dim)
     if n_items <= EXACT_MAX_ITEMS and n_items * flat <= memory_budget_bytes:
         return IndexChoice("Flat", flat, f"{n_items} items: exact search is fast enough")
-    hnsw = dim * 4 + HNSW_M * 2 * 4 * 1.05 + ID_OVERHEAD
+    hnsw = hnsw_bytes_per_item(dim)
     if n_items * hnsw <= memory_budget_bytes:
         return IndexChoice(f"HNSW{HNSW_M}", hnsw, f"{n_items} items: graph search, fits the budget")
     if n_items < MIN_COMPRESSED_ITEMS:

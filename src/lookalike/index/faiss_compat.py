@@ -1,9 +1,10 @@
 """Keep FAISS's NumPy API whole after ``faiss.contrib.torch_utils`` is imported (pytorch-metric-learning does).
 
-That module replaces ``search`` and ``range_search`` on every FAISS index class with torch-aware wrappers that,
-for NumPy input, call the original without its ``params`` argument, so a filtered or tuned search from a
-library that calls FAISS with NumPy (Milvus Lite runs in this process and does) fails. :func:`repair` wraps
-the wrappers once so NumPy calls reach the original method with every argument; torch calls are unchanged.
+That module replaces ``search``, ``range_search`` and ``reconstruct_n`` on every FAISS index class with
+torch-aware wrappers that, for NumPy input, call the original without its ``params`` argument (and return torch
+tensors from ``reconstruct_n``); it keeps each original as ``<name>_numpy``. Lookalike's own calls go through
+:func:`numpy_method`; :func:`repair` wraps the wrappers once so that a library calling FAISS with NumPy (Milvus
+Lite runs in this process and does) reaches the original with every argument; torch calls are unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def _passthrough(name: str, replacement: Any) -> Any:
 
     method.__name__ = name
     return method
+
+
+def numpy_method(index: Any, name: str) -> Any:
+    """The index's own NumPy method ``name``, whether or not ``faiss.contrib.torch_utils`` replaced it."""
+    return getattr(index, f"{name}_numpy", getattr(index, name))
 
 
 def repair() -> None:

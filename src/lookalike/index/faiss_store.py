@@ -29,7 +29,8 @@ from lookalike.index.base import (
     checked_queries,
     range_by_top_k,
 )
-from lookalike.index.choose import IndexChoice, choose_index
+from lookalike.index.choose import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE, IndexChoice, choose_index
+from lookalike.index.faiss_compat import numpy_method
 from lookalike.index.snapshot import (
     REBUILD_HINT,
     current_generation,
@@ -44,16 +45,6 @@ log = logging.getLogger(__name__)
 ABSENT = -1
 NO_CATEGORY = -2
 MAX_ID = 2**40
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 96
-IVF_NPROBE = 32
-
-
-def _numpy_method(index: faiss.Index, name: str):  # type: ignore[no-untyped-def]
-    """FAISS's own NumPy method, also after ``faiss.contrib.torch_utils`` (which pytorch-metric-learning
-    imports) replaced it: the replacement of ``search`` drops ``params`` and ``reconstruct_n`` returns torch
-    tensors. The originals stay available as ``<name>_numpy``."""
-    return getattr(index, f"{name}_numpy", getattr(index, name))
 
 
 class FaissStore:
@@ -158,7 +149,7 @@ class FaissStore:
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexIVF):
             inner.make_direct_map()  # IVF reconstructs by position only through its direct map
-        vectors = _numpy_method(inner, "reconstruct_n")(0, n) if n else np.zeros((0, self.dim), np.float32)
+        vectors = numpy_method(inner, "reconstruct_n")(0, n) if n else np.zeros((0, self.dim), np.float32)
         keep = np.array([i not in self._tombstones and i not in exclude for i in stored_ids.tolist()], bool)
         return stored_ids[keep] if n else stored_ids, vectors[keep] if n else vectors
 
@@ -225,7 +216,7 @@ class FaissStore:
             if selector is not None and category is not None and isinstance(inner, faiss.IndexHNSW):
                 return self._scan_storage(inner, queries, k, selector)
             params = self._params(k, selector, exhaustive=category is not None)
-            scores, ids = _numpy_method(self._index, "search")(queries, k, params=params)
+            scores, ids = numpy_method(self._index, "search")(queries, k, params=params)
         return scores, ids
 
     def _scan_storage(self, inner: faiss.IndexHNSW, queries: np.ndarray, k: int,
@@ -235,7 +226,7 @@ class FaissStore:
         # storage position -> id -> selector; the id map is passed as FAISS's own vector (the stubs omit that form)
         translated = faiss.IDSelectorTranslated(self._index.id_map, selector)  # type: ignore[arg-type]
         params.sel = translated
-        scores, positions = _numpy_method(faiss.downcast_index(inner.storage), "search")(queries, k, params=params)
+        scores, positions = numpy_method(faiss.downcast_index(inner.storage), "search")(queries, k, params=params)
         if self._positions is None:
             self._positions = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         return scores, np.where(positions >= 0, self._positions[np.maximum(positions, 0)], -1)

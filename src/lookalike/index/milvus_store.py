@@ -32,9 +32,16 @@ from lookalike.index.base import (
     checked_queries,
     range_by_top_k,
 )
-from lookalike.index.choose import HNSW_M, ID_OVERHEAD, IndexChoice
-from lookalike.index.faiss_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE
-from lookalike.index.open_store import MilvusConfig
+from lookalike.index.choose import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    IVF_NPROBE,
+    IndexChoice,
+    flat_bytes_per_item,
+    hnsw_bytes_per_item,
+)
+from lookalike.index.milvus_config import MilvusConfig
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +258,7 @@ class MilvusStore:
     @property
     def bytes_per_item(self) -> float:
         """Estimated index memory per item on the Milvus query node (vector, graph links, id)."""
-        links = HNSW_M * 2 * 4 * 1.05 if self.config.index_type == "HNSW" else 0.0
-        return self.dim * 4 + links + ID_OVERHEAD
+        return hnsw_bytes_per_item(self.dim) if self.config.index_type == "HNSW" else flat_bytes_per_item(self.dim)
 
     # --- searching ----------------------------------------------------------------------------
 

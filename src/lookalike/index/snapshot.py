@@ -20,20 +20,13 @@ from typing import Any
 
 from lookalike.errors import IndexCorruptError
 from lookalike.hashing import file_sha256
+from lookalike.io.files import fsync, write_atomically
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 KEEP_PREVIOUS = 1
 POINTER = re.compile(r"(gen-\d{6,})(?: ([0-9a-f]{64}))?")  # the checksum is absent in indexes saved before it
 REBUILD_HINT = "rebuild it from the catalog with `lookalike ingest --reindex`"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_generation(root: Path, writers: dict[str, Callable[[Path], None]], manifest: dict[str, Any]) -> Path:
@@ -48,19 +41,15 @@ def write_generation(root: Path, writers: dict[str, Callable[[Path], None]], man
     checksums = {}
     for filename, write in writers.items():
         write(tmp / filename)
-        _fsync(tmp / filename)
+        fsync(tmp / filename)
         checksums[filename] = file_sha256(tmp / filename)
     full = {**manifest, "files": checksums, "saved_at": time.time()}
     manifest_bytes = json.dumps(full, indent=2).encode()
     (tmp / MANIFEST).write_bytes(manifest_bytes)
-    _fsync(tmp / MANIFEST)
+    fsync(tmp / MANIFEST)
     final = root / name
     os.replace(tmp, final)
-    pointer = root / f".{CURRENT}.tmp"
-    pointer.write_text(f"{name} {hashlib.sha256(manifest_bytes).hexdigest()}")
-    _fsync(pointer)
-    os.replace(pointer, root / CURRENT)
-    _fsync(root)
+    write_atomically(root / CURRENT, f"{name} {hashlib.sha256(manifest_bytes).hexdigest()}")
     generations = sorted(p for p in root.glob("gen-*") if p.is_dir() and p.name != name)
     for old in generations[: max(0, len(generations) - KEEP_PREVIOUS)]:
         shutil.rmtree(old, ignore_errors=True)

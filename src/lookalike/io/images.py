@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Final
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from lookalike.errors import ImageDecodeError, ImageTooLargeError
 
@@ -65,16 +65,6 @@ _ALLOWED_FORMATS: Final[tuple[str, ...]] = (
     *(("HEIF",) if _HEIF_AVAILABLE else ()),
 )
 
-_ORIENTATION_TAG: Final[int] = 0x0112
-_TRANSPOSE_FOR_ORIENTATION: Final[dict[int, Image.Transpose]] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 _WHITE: Final[tuple[int, int, int]] = (255, 255, 255)
 _HIGH_BIT_MODES: Final[frozenset[str]] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
@@ -191,26 +181,22 @@ def _decode_stream(fh: IO[bytes], *, max_pixels: int, draft_size: int | None) ->
         except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError...
             raise ImageDecodeError(f"truncated or corrupt image data: {_describe(exc)}") from None
 
-        transpose = _TRANSPOSE_FOR_ORIENTATION.get(_orientation(img))
+        _apply_orientation(img)
         try:
             rgb = _to_rgb(img)
         except Exception as exc:  # noqa: BLE001 - e.g. a mode Pillow cannot convert
             raise ImageDecodeError(f"cannot convert {img.mode} pixels to RGB: {_describe(exc)}") from None
-        if transpose is not None:
-            rgb = rgb.transpose(transpose)
-        elif rgb is img:
+        if rgb is img:
             rgb = img.copy()  # detach from the file object, which `with img` closes
     return rgb
 
 
-def _orientation(img: Image.Image) -> int:
-    """The EXIF (or XMP) orientation of ``img``, 1 when absent or unreadable."""
+def _apply_orientation(img: Image.Image) -> None:
+    """Transpose the loaded ``img`` in place by its EXIF (or XMP) orientation; unreadable metadata is ignored."""
     try:
-        value = img.getexif().get(_ORIENTATION_TAG, 1)
-        return int(value)
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception as exc:  # noqa: BLE001 - broken metadata must not reject good pixels
         logger.debug("ignoring unreadable EXIF metadata: %s", _describe(exc))
-        return 1
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -41,3 +41,16 @@ def test_duplicate_keys_are_stored_once(tmp_path):
     cache.put(["a"], np.zeros((1, 2)))
     cache.flush()
     assert len(FeatureCache(tmp_path, "bb@1", dim=2)) == 1
+
+
+def test_a_key_put_but_not_yet_flushed_is_contained_and_stored_once(tmp_path):
+    cache = FeatureCache(tmp_path, "bb@1", dim=2)
+    cache.put(["a"], np.ones((1, 2)))
+    assert "a" in cache and "b" not in cache  # so the featurizer does not decode the same image again
+    cache.put(["a", "b", "b"], np.array([[2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]))
+    assert len(cache) == 2
+    found, got = cache.get(["a", "b"])
+    assert found.all() and got.tolist() == [[1.0, 1.0], [3.0, 3.0]]  # the first features put are kept
+    cache.flush()
+    reloaded = FeatureCache(tmp_path, "bb@1", dim=2)
+    assert len(reloaded) == 2 and reloaded.get(["a", "b"])[1].tolist() == [[1.0, 1.0], [3.0, 3.0]]

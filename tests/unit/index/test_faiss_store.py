@@ -109,7 +109,7 @@ def test_crash_during_save_leaves_previous_version_loadable(tmp_path, monkeypatc
     def crash(*_args, **_kwargs):
         raise KeyboardInterrupt("killed mid-save")
 
-    monkeypatch.setattr(snapshot, "_fsync", crash)
+    monkeypatch.setattr(snapshot, "fsync", crash)
     with pytest.raises(KeyboardInterrupt):
         store.save()
     monkeypatch.undo()

@@ -12,8 +12,8 @@ import pytest
 from lookalike.index.base import RANGE_LIMIT, IndexManifest, VectorStore
 from lookalike.index.choose import EXACT_MAX_ITEMS, choose_index
 from lookalike.index.faiss_store import FaissStore
+from lookalike.index.milvus_config import MilvusConfig
 from lookalike.index.milvus_store import MilvusStore
-from lookalike.index.open_store import MilvusConfig
 from lookalike.search import CANDIDATES, DELETE_SLACK, MAX_K
 from lookalike.taste import MAX_EXCLUDED
 

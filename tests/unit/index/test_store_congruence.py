@@ -10,8 +10,8 @@ import pytest
 from lookalike.errors import IndexCorruptError, ModelMismatchError
 from lookalike.index.base import IndexManifest, VectorStore
 from lookalike.index.faiss_store import FaissStore
+from lookalike.index.milvus_config import MilvusConfig
 from lookalike.index.milvus_store import MilvusStore
-from lookalike.index.open_store import MilvusConfig
 
 DIM = 24
 MANIFEST = IndexManifest("bb@1+head@2", "bb@1", "2" * 64, DIM)

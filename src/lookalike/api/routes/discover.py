@@ -8,9 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from lookalike.api.deps import Shopper, State
-from lookalike.api.routes.items import to_item
-from lookalike.api.routes.search import dedupe_threshold, to_results
+from lookalike.api.deps import Shopper, State, dedupe_for
+from lookalike.api.presenters import to_item, to_results
 from lookalike.api.schemas import (
     READ,
     DuplicateCalibration,
@@ -63,7 +62,7 @@ def recommendations(
                             "recommendations need a shopper: send an X-Shopper-Id header (or the dashboard's cookie)")
     started = time.perf_counter()
     taste = state.taste.describe(shopper)
-    found = state.taste.recommend(shopper, k, dedupe_threshold(state, dedupe))
+    found = state.taste.recommend(shopper, k, dedupe_for(state, dedupe).threshold)
     return Recommendations(shopper=shopper, searches=taste.searches, likes=taste.likes,
                            took_ms=round((time.perf_counter() - started) * 1000, 2),
                            results=to_results(state, found.hits))

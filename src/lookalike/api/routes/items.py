@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,8 +12,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Response, Uploa
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from lookalike.api.deps import Shopper, State, WriteAccess
-from lookalike.api.routes.search import check_category, dedupe_threshold, respond
+from lookalike.api.deps import QueryCategory, QueryDedupe, Shopper, State, WriteAccess
+from lookalike.api.presenters import search_answer, to_item
 from lookalike.api.schemas import READ, UPLOAD, WRITE, AddItemsResponse, Item, SearchResponse, error_responses
 from lookalike.api.uploads import read_upload
 from lookalike.catalog.repository import ItemRecord
@@ -24,18 +21,13 @@ from lookalike.data.sources import CatalogEntry
 from lookalike.errors import ImageDecodeError, NotFoundError
 from lookalike.hashing import content_key
 from lookalike.ingest import ingest
+from lookalike.io.files import write_atomically
 from lookalike.io.images import SUPPORTED_EXTENSIONS, decode_image, thumbnail_jpeg
 from lookalike.search import MAX_K
 
 router = APIRouter(prefix="/api/items", tags=["items"])
 THUMB_SIZE = 256
 ItemId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The item's catalog id.")]  # SQLite's range
-
-
-def to_item(record: ItemRecord) -> Item:
-    return Item(id=record.id, category=record.category, item_id=record.item_id, metadata=record.metadata,
-                model_version=record.model_version, image_url=f"/api/items/{record.id}/image",
-                thumbnail_url=f"/api/items/{record.id}/image?size=thumb")
 
 
 def _record(state: State, item: int) -> ItemRecord:
@@ -65,27 +57,16 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
     thumb = state.settings.home / "thumbs" / f"{record.content_hash}-{THUMB_SIZE}.jpg"
     if not thumb.is_file():
         thumb.parent.mkdir(parents=True, exist_ok=True)
-        data = thumbnail_jpeg(path, THUMB_SIZE)
-        # a temporary file of its own: concurrent requests for one thumbnail (or for copies sharing its content
-        # hash) each write theirs, and the last rename wins
-        handle, tmp = tempfile.mkstemp(prefix=f".{thumb.name}.", suffix=".tmp", dir=thumb.parent)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, thumb)
+        write_atomically(thumb, thumbnail_jpeg(path, THUMB_SIZE))  # concurrent writers: the last one wins, whole
     return FileResponse(thumb, media_type="image/jpeg", headers=headers)
 
 
 @router.get("/{item}/similar", response_model=SearchResponse, responses=error_responses(*READ, 404, 409))
-def similar(state: State, shopper: Shopper, item: ItemId, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
-            category: str | None = None, dedupe: bool = False) -> Response:
+def similar(state: State, shopper: Shopper, item: ItemId, category: QueryCategory, dedupe: QueryDedupe,
+            k: Annotated[int, Query(ge=1, le=MAX_K)] = 5) -> Response:
     """Items most like a catalog item ("more like this"), the item itself excluded."""
-    started = time.perf_counter()
-    filter_category = check_category(state, category)
-    vector = state.service.item_vectors([item])
-    found = state.service.search_vectors(vector, k, filter_category, exclude={item}, started=started,
-                                         dedupe_threshold=dedupe_threshold(state, dedupe),
-                                         palettes=state.service.item_palettes([item]))[0]
-    return respond(state, shopper, f"more like item {item}", vector, k, filter_category, dedupe, found)
+    found = state.service.similar_to_item(item, k, category, dedupe.threshold)
+    return search_answer(state, shopper, f"more like item {item}", k, category, dedupe, found)
 
 
 @router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess],
@@ -119,9 +100,7 @@ def add_items(
         suffix = Path(name).suffix.lower()
         path = uploads_dir / f"{content_key(data)}{suffix if suffix in SUPPORTED_EXTENSIONS else '.img'}"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            write_atomically(path, data)
         entries.append(CatalogEntry(path, category or None, item_id or None, {"filename": name, **extra}))
     if not entries:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "; ".join(f"{f['file']}: {f['reason']}" for f in failures))

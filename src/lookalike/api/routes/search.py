@@ -9,49 +9,14 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
-from lookalike.api.deps import Shopper, State
-from lookalike.api.schemas import READ, UPLOAD, RefineRequest, Result, SearchResponse, error_responses, json_response
-from lookalike.api.state import AppState
+from lookalike.api.deps import FormCategory, FormDedupe, Shopper, State, dedupe_for
+from lookalike.api.presenters import search_answer
+from lookalike.api.schemas import READ, UPLOAD, RefineRequest, SearchResponse, error_responses
 from lookalike.api.uploads import read_upload
 from lookalike.refine import rocchio
-from lookalike.search import MAX_K, SearchHit
-from lookalike.search import SearchResponse as Found
-from lookalike.search import check_category as checked_category
+from lookalike.search import MAX_K, check_category
 
 router = APIRouter(prefix="/api", tags=["search"])
-
-
-def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
-    confidence = state.confidence(np.array([h.score for h in hits], np.float64))
-    return [
-        Result(id=h.id, rank=h.rank, score=h.score, similarity=h.similarity, confidence=round(float(c), 4),
-               category=h.category, item_id=h.item_id, image_url=f"/api/items/{h.id}/image",
-               thumbnail_url=f"/api/items/{h.id}/image?size=thumb", metadata=h.metadata, colour_match=h.colour_match)
-        for h, c in zip(hits, confidence, strict=True)
-    ]
-
-
-def check_category(state: AppState, category: str | None) -> str | None:
-    """None for no filter; 422 naming the known categories for one the catalog does not have."""
-    return checked_category(state.engine, category)
-
-
-def dedupe_threshold(state: AppState, dedupe: bool) -> float | None:
-    return state.duplicate_threshold().threshold if dedupe else None
-
-
-def respond(state: AppState, shopper: str | None, label: str, vector: np.ndarray, k: int, category: str | None,
-            dedupe: bool, found: Found) -> Response:
-    """Record the search (with its query embedding, and in the shopper's taste) and answer a SearchResponse."""
-    results = to_results(state, found.hits)
-    query_id = state.engine.catalog.record_search(
-        label[:200], k, category, found.took_ms, [{"id": r.id, "score": r.score, "category": r.category}
-                                                   for r in results],
-        vector=vector.reshape(-1), model_version=state.engine.model_version, shopper=shopper)
-    if shopper:
-        state.taste.record_search(shopper, vector, [r.id for r in results])
-    return json_response(SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category,
-                                        dedupe=dedupe, results=results))
 
 
 def parse_item_ids(text: str | None) -> list[int]:
@@ -68,12 +33,12 @@ def parse_item_ids(text: str | None) -> list[int]:
 def search(
     state: State,
     shopper: Shopper,
+    category: FormCategory,
+    dedupe: FormDedupe,
     file: Annotated[list[UploadFile] | None, File(
         description="Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them.")] = None,
     item_ids: Annotated[str | None, Form(description="Catalog ids of example items, comma-separated.")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
-    category: Annotated[str | None, Form(description="Only results of this category.")] = None,
-    dedupe: Annotated[bool, Form(description="Collapse near-duplicates, so k different products.")] = False,
 ) -> Response:
     """The query is the normalized mean embedding of every example (files and items)."""
     started = time.perf_counter()
@@ -84,17 +49,15 @@ def search(
                             "or `item_ids` of catalog items")
     limit = int(state.settings.max_upload_mb * 2**20)
     images = [read_upload(upload, limit) for upload in files]
-    filter_category = check_category(state, category)
-    threshold = dedupe_threshold(state, dedupe)
     names = [(u.filename or "upload")[:100] for u in files]
     labels = names if len(files) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
     vector = state.service.example_vector(images, examples, labels)
     palette = state.service.example_palette(images, examples)
-    found = state.service.search_vectors(vector, k, filter_category, started=started, dedupe_threshold=threshold,
+    found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
                                          palettes=palette)[0]
     names += [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
-    return respond(state, shopper, label, vector, k, filter_category, dedupe, found)
+    return search_answer(state, shopper, label, k, category, dedupe, found)
 
 
 @router.post("/search/refine", response_model=SearchResponse,
@@ -118,11 +81,10 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     liked = state.service.item_vectors(body.liked) if body.liked else np.zeros((0, dim), np.float32)
     disliked = state.service.item_vectors(body.disliked) if body.disliked else np.zeros((0, dim), np.float32)
     vector = rocchio(stored[1], liked, disliked)
-    filter_category = check_category(state, body.category)
-    threshold = dedupe_threshold(state, body.dedupe)
-    found = state.service.search_vectors(vector, body.k, filter_category, exclude=set(body.disliked),
-                                         started=started, dedupe_threshold=threshold)[0]
+    category, dedupe = check_category(state.engine, body.category), dedupe_for(state, body.dedupe)
+    found = state.service.search_vectors(vector, body.k, category, exclude=set(body.disliked),
+                                         started=started, dedupe_threshold=dedupe.threshold)[0]
     if shopper:
         state.taste.record_feedback(shopper, body.liked, body.disliked)
     label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
-    return respond(state, shopper, label, vector, body.k, filter_category, body.dedupe, found)
+    return search_answer(state, shopper, label, body.k, category, dedupe, found)
