@@ -37,6 +37,7 @@ test: setup system-deps
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -25,10 +25,10 @@ from lookalike.config import Settings
 from lookalike.data.photolike import write_photo_like_set
 from lookalike.data.sources import open_source
 from lookalike.embedding.head import l2_normalize
-from lookalike.embedding.train import collect_features, collect_photo_like_features
-from lookalike.embedding.triplet import TrainConfig, train_head
+from lookalike.embedding.labelled import collect_features, collect_photo_like_features
 from lookalike.evaluation.metrics import exact_item_metrics, retrieval_metrics
 from lookalike.evaluation.run import item_labels, relevance_labels, write_exact_item_sets
+from lookalike.training.triplet import TrainConfig, train_head
 
 RECIPES = {
     "shipped": {},

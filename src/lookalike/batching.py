@@ -4,8 +4,7 @@ A single worker thread runs ``fn`` on everything queued at the moment it becomes
 never waits for company (no added latency when idle), while under concurrent load the requests that arrive
 during one call form the next batch. The server batches two things this way: backbone passes (about twice as
 fast per image in a batch on CPU) and exact index searches (a batch reads the stored vectors from memory once
-instead of once per query: on this 2-core machine, 60,000 vectors cost about 7 ms per query alone and under
-1 ms each in a batch of 8, caches cold). Only submissions with the same ``key`` share a call.
+instead of once per query; BENCHMARKS.md). Only submissions with the same ``key`` share a call.
 """
 
 from __future__ import annotations

@@ -93,3 +93,24 @@ def open_engine(settings: Settings, *, fresh_index: bool = False, reconcile: boo
         if report.changed:
             log.warning("index repaired to match the catalog: %s", report)
     return engine
+
+
+def open_rebuilt_engine(settings: Settings, progress: lookalike.ingest.Progress | None = None,
+                        ) -> tuple[Engine, lookalike.ingest.ReconcileReport]:
+    """An engine whose index was rebuilt from the catalog with the current model (after a new head, or when the
+    saved index was built by another model); returns it and what the rebuild did."""
+    engine = open_engine(settings, fresh_index=True, reconcile=False)
+    try:
+        return engine, lookalike.ingest.reindex(engine, progress)
+    except BaseException:
+        engine.close()
+        raise
+
+
+def open_current_engine(settings: Settings, progress: lookalike.ingest.Progress | None = None) -> Engine:
+    """The engine, its index rebuilt first when the saved one was built by another model."""
+    try:
+        return open_engine(settings)
+    except ModelMismatchError:
+        log.warning("the saved index was built by another model: rebuilding it from the catalog")
+        return open_rebuilt_engine(settings, progress)[0]

@@ -7,12 +7,10 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 
+from lookalike.engine import Engine
 from lookalike.io.files import write_atomically
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
 
 REFIT_CHANGE = 0.2
 

@@ -9,10 +9,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
@@ -21,11 +21,13 @@ from rich.table import Table
 
 from lookalike.config import Settings, get_settings
 from lookalike.errors import LookalikeError
+from lookalike.training import TRAINING_VIEWS
 
 if TYPE_CHECKING:
     from lookalike.embedding.head import EmbeddingHead
-    from lookalike.embedding.triplet import TrainConfig
     from lookalike.search import SearchService
+    from lookalike.training.job import Method
+    from lookalike.training.triplet import EpochStats
 
 app = typer.Typer(help="Lookalike: visual search for fashion catalogs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -34,7 +36,6 @@ app.add_typer(import_app, name="import")
 
 console = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
-TRAINING_VIEWS = 24_000  # photo-like views added to training: 12,000 more gave +2.5 points photo-like precision@1
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -121,10 +122,9 @@ def ingest(
     report: Annotated[Path | None, typer.Option(help="Write the skipped files and reasons as JSON here.")] = None,
 ) -> None:
     """Add a catalog's new images (incremental and resumable), or rebuild the index with --reindex."""
-    from lookalike.bootstrap import open_engine
+    from lookalike.bootstrap import open_engine, open_rebuilt_engine
     from lookalike.data.sources import open_source
     from lookalike.ingest import ingest as run_ingest
-    from lookalike.ingest import reindex as run_reindex
 
     if path is None and not reindex:
         raise _fail("give a PATH to ingest, or --reindex")
@@ -133,14 +133,15 @@ def ingest(
         entries = open_source(path, split=split) if path is not None else []
         if path is not None and not entries:
             raise _fail(f"nothing to ingest: no images in {path}{f' (split {split!r})' if split else ''}")
-        engine = open_engine(settings, fresh_index=reindex, reconcile=not reindex)
-        try:
-            if reindex:
-                with _progress("reindexing") as progress:
-                    rebuilt = run_reindex(engine, _tracker(progress))
-                out.print(f"reindexed {rebuilt.added} items with {engine.model_version}")
-                for item_path, reason in rebuilt.unreadable:
-                    out.print(f"  skipped {item_path}: {reason}")
+        if reindex:
+            with _progress("reindexing") as progress:
+                engine, rebuilt = open_rebuilt_engine(settings, _tracker(progress))
+            out.print(f"reindexed {rebuilt.added} items with {engine.model_version}")
+            for item_path, reason in rebuilt.unreadable:
+                out.print(f"  skipped {item_path}: {reason}")
+        else:
+            engine = open_engine(settings)
+        with engine:
             if entries:
                 with _progress("ingesting") as progress:
                     result = run_ingest(engine, entries, _tracker(progress))
@@ -150,8 +151,6 @@ def ingest(
                 if result.failures and len(result.failures) == result.seen:
                     raise _fail(f"nothing was ingested: none of the {result.seen} images could be read "
                                 "(the reasons are listed above)")
-        finally:
-            engine.close()
 
 
 def _print_ingest(result, total: int) -> None:  # noqa: ANN001
@@ -195,7 +194,8 @@ def train(
     Positives share an item_id when every item has one, else a category.
     """
     from lookalike.data.sources import open_source
-    from lookalike.embedding.triplet import TrainConfig
+    from lookalike.training.job import train_active_head
+    from lookalike.training.triplet import TrainConfig
 
     if method not in ("triplet", "pca"):
         raise _fail("--method is triplet or pca")
@@ -212,103 +212,35 @@ def train(
         config.max_epochs = epochs
     settings = get_settings()
     with _errors():
-        _train(settings, open_source(source, split=split), method, config, reindex_after, resume, augment)
+        train_active_head(settings, open_source(source, split=split), cast("Method", method), config, _Reporter(),
+                          reindex=reindex_after, resume=resume, augment=augment)
 
 
-def _train(settings: Settings, entries: list, method: str, config: TrainConfig,  # noqa: ANN001
-           reindex_after: bool, resume: bool = True, augment: int = 0) -> None:
-    from lookalike.bootstrap import build_featurizer, head_path, load_extractor, open_engine
-    from lookalike.embedding.head import fit_pca_head
-    from lookalike.embedding.train import collect_features, collect_photo_like_features
-    from lookalike.embedding.triplet import train_head
-    from lookalike.ingest import reindex as run_reindex
+class _Reporter:
+    """A training job's progress on the console: a bar per stage, a line per epoch."""
 
-    extractor = load_extractor(settings, fine_tuned=False)  # training starts from the configured backbone
-    featurizer = build_featurizer(settings, extractor)
-    with _progress("features") as progress:
-        data = collect_features(featurizer, entries, _tracker(progress))
-    path = head_path(settings.heads_dir, extractor.name)
-    if method == "pca":
-        head = fit_pca_head(data.features, extractor.fingerprint, config.dim)
-    else:
-        if augment:
-            with _progress("photo-like views") as progress:
-                views = collect_photo_like_features(featurizer, data.entries, augment, config.seed,
-                                                    _tracker(progress))
-            data = data.with_views(views)
-        use_ids = all(e.item_id for e in data.entries)
-        checkpoint = path.with_suffix(".checkpoint.pt")
-        if not resume:
-            checkpoint.unlink(missing_ok=True)
-        tail = _trainable_tail(settings, featurizer, data, config) if config.fine_tune_blocks else None
-        with _progress("training") as progress:
-            task = progress.add_task("epochs", total=config.max_epochs, rate="")
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
 
-            def on_epoch(stats) -> None:  # noqa: ANN001
-                figures = (f"loss {stats.loss:.4f}  val precision@1 {stats.val_precision_at_1:.4f}  "
-                           f"instance recall@10 {stats.val_instance_recall_at_10:.4f}")
-                progress.update(task, completed=stats.epoch, rate=figures)
-                if not console.is_terminal:
-                    console.print(f"epoch {stats.epoch}: {figures} ({stats.seconds:.1f}s)")
+    @contextmanager
+    def stage(self, name: str) -> Iterator[Callable[[int, int], None]]:
+        with _progress(name) as progress:
+            self._progress = progress
+            try:
+                yield _tracker(progress)
+            finally:
+                self._progress = None
 
-            result = train_head(data.features, data.category_labels(), extractor.fingerprint, config, checkpoint,
-                                on_epoch, tail, data.instance_labels())
-        checkpoint.unlink(missing_ok=True)
-        head = result.head if tail is None else _with_fine_tuned_backbone(settings, result.head, tail)
-        out.print(f"best validation precision@1 {result.best_val_precision_at_1:.4f}, instance recall@10 "
-                  f"{result.best_val_instance_recall_at_10:.4f} at epoch {result.best_epoch} "
-                  f"({'item ids' if use_ids else 'images and their views'} as instances; {result.stopped}; "
-                  f"{result.seconds:.0f}s)")
-    head.save(path)
-    _remove_unused_backbones(settings, extractor.name, head)
-    out.print(f"trained head {head.version} on {len(data.entries)} images and views "
-              f"({len(data.failures)} unreadable)")
-    if reindex_after:
-        engine = open_engine(settings, fresh_index=True, reconcile=False)
-        try:
-            if engine.catalog.count():
-                with _progress("reindexing") as progress:
-                    rebuilt = run_reindex(engine, _tracker(progress))
-                out.print(f"reindexed {rebuilt.added} catalog items with the new head")
-        finally:
-            engine.close()
+    def epoch(self, stats: EpochStats, max_epochs: int) -> None:
+        figures = (f"loss {stats.loss:.4f}  val precision@1 {stats.val_precision_at_1:.4f}  "
+                   f"instance recall@10 {stats.val_instance_recall_at_10:.4f}")
+        if self._progress is not None:
+            self._progress.update(self._progress.tasks[-1].id, completed=stats.epoch, total=max_epochs, rate=figures)
+        if not console.is_terminal:
+            console.print(f"epoch {stats.epoch}: {figures} ({stats.seconds:.1f}s)")
 
-
-def _trainable_tail(settings: Settings, featurizer, data, config):  # noqa: ANN001, ANN202
-    """The backbone's last blocks over its frozen trunk's outputs for every training image (run once here)."""
-    from lookalike.embedding.finetune import TrainableTail, fine_tunable_backbone, prepared_batches
-
-    blocks = config.fine_tune_blocks
-    backbone = fine_tunable_backbone(settings.backbone, settings.backbone_weights, blocks)
-    inputs = prepared_batches(featurizer.prepare, data.images, settings.decode_workers)
-    with _progress("frozen blocks") as progress:
-        return TrainableTail(backbone, blocks, inputs, len(data.images), featurizer.extractor.preprocessing.input_size,
-                             progress=_tracker(progress))
-
-
-def _with_fine_tuned_backbone(settings: Settings, head, tail):  # noqa: ANN001, ANN202
-    """Save the fine-tuned backbone beside the head, export it, and name it in the head."""
-    import dataclasses
-
-    from lookalike.backbone.runtime import load_backbone
-    from lookalike.embedding.finetune import save_backbone_weights
-    from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO
-
-    weights = save_backbone_weights(tail.backbone, settings.heads_dir, settings.backbone)
-    tuned = load_backbone(settings.backbone, settings.resolved_models_dir, str(weights), settings.onnx_threads)
-    out.print(f"fine-tuned backbone {tuned.fingerprint} ({weights.name})")
-    return dataclasses.replace(head, backbone=tuned.fingerprint,
-                               info={**head.info, BACKBONE_WEIGHTS_INFO: weights.name})
-
-
-def _remove_unused_backbones(settings: Settings, name: str, head) -> None:  # noqa: ANN001
-    """Delete fine-tuned backbone weights of ``name`` that the active head no longer names."""
-    from lookalike.embedding.finetune import backbone_weights_files
-    from lookalike.embedding.head import BACKBONE_WEIGHTS_INFO
-
-    for stale in backbone_weights_files(settings.heads_dir, name):
-        if stale.name != head.info.get(BACKBONE_WEIGHTS_INFO):
-            stale.unlink(missing_ok=True)
+    def say(self, text: str) -> None:
+        out.print(text)
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -344,57 +276,25 @@ def evaluate(
 def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, query_split: str | None,
               gallery_split: str | None, baselines: bool, photo_like: int, limit: int | None,
               exact_items: int = 0) -> None:
-    import random
-
-    from lookalike.bootstrap import build_featurizer, fine_tuned_weights, load_extractor, load_head
-    from lookalike.data.photolike import write_photo_like_set
-    from lookalike.data.sources import open_source
-    from lookalike.evaluation.report import EXACT_HEADLINE, HEADLINE, write_report
-    from lookalike.evaluation.run import evaluate as run_evaluate
-    from lookalike.evaluation.run import write_exact_item_sets
+    from lookalike.evaluation.job import evaluate_active_model
+    from lookalike.evaluation.report import EXACT_HEADLINE, HEADLINE
 
     query_split = _split(query_source, query_split, "test", "--query-split", "queries")
     gallery_split = _split(gallery_source, gallery_split, "train", "--gallery-split", "gallery")
     if query_source.resolve() == gallery_source.resolve() and query_split == gallery_split:
         raise _fail(f"the queries and the gallery are the same rows of {query_source}: every query would find "
                     "itself; give another --gallery, or a manifest with a split column", 2)
-    query_entries = open_source(query_source, split=query_split)
-    gallery_entries = open_source(gallery_source, split=gallery_split)
-    if limit:
-        query_entries = random.Random(0).sample(query_entries, min(limit, len(query_entries)))
-    sets = {"clean": query_entries}
-    if photo_like:
-        folder = settings.datasets_dir / f"photo-like-{query_source.parent.name}-{query_split}-{photo_like}"
-        sets["photo-like"] = open_source(write_photo_like_set(query_entries, folder, photo_like))
-    exact_sets = {}
-    if exact_items:
-        folder = settings.datasets_dir / f"exact-{gallery_source.parent.name}-{gallery_split}-{exact_items}"
-        exact_sets = {style: open_source(manifest)
-                      for style, manifest in write_exact_item_sets(gallery_entries, folder, exact_items).items()}
-    extractor = load_extractor(settings)
-    featurizer = build_featurizer(settings, extractor)
-    head = load_head(settings.heads_dir, extractor)
-    frozen = featurizer  # the "frozen backbone" baseline: the pretrained backbone, even after fine-tuning
-    if baselines and fine_tuned_weights(settings):
-        frozen = build_featurizer(settings, load_extractor(settings, fine_tuned=False))
     with _progress("evaluating") as progress:
         task = progress.tasks[-1].id
 
         def track(stage: str, done: int, total: int) -> None:
             progress.update(task, description=stage, completed=done, total=total)
 
-        evaluation = run_evaluate(featurizer, head, sets, gallery_entries, baselines, track, frozen, exact_sets)
-    rows = evaluation.rows
-    # sources by name only: the report is served to anyone who opens the dashboard
-    meta = {"model": f"{extractor.fingerprint}+{head.version}", "queries": _source_name(query_source, settings.home),
-            "query split": query_split, "gallery": _source_name(gallery_source, settings.home),
-            "gallery split": gallery_split,
-            "gallery size": len(gallery_entries)}
-    if baselines:
-        meta["frozen backbone"] = frozen.extractor.fingerprint
-    folder = write_report(settings.home / "reports", rows, meta, evaluation.exact)
-    models = list(dict.fromkeys(name.rsplit(" / ", 1)[0] for name in rows))
-    for query_set in sets:  # a table per query set, a column per model: 63 characters wide for three models
+        report = evaluate_active_model(settings, query_source, gallery_source, query_split, gallery_split, track,
+                                       baselines=baselines, photo_like=photo_like, limit=limit,
+                                       exact_items=exact_items)
+    rows, models = report.evaluation.rows, report.models
+    for query_set in report.query_sets:  # a table per query set, a column per model
         table = Table(title=f"retrieval accuracy: {query_set} queries", title_justify="left")
         table.add_column("metric", no_wrap=True)
         for model in models:
@@ -404,16 +304,16 @@ def _evaluate(settings: Settings, query_source: Path, gallery_source: Path, quer
         for h in HEADLINE:
             table.add_row(h, *(f"{m.overall[h]:.4f}" for m in found))
         out.print(table)
-    for style in exact_sets:
+    for style in report.exact_styles:
         table = Table(title=f"exact item: {style} re-photographed catalog items", title_justify="left")
         table.add_column("metric", no_wrap=True)
         for model in models:
             table.add_column(model, justify="right", no_wrap=True)
-        figures = [evaluation.exact[f"{model} / {style}"] for model in models]
+        figures = [report.evaluation.exact[f"{model} / {style}"] for model in models]
         for h in ("queries", *EXACT_HEADLINE):
             table.add_row(h, *(f"{f[h]:.4f}" if h not in ("queries", "median rank") else f"{f[h]:g}" for f in figures))
         out.print(table)
-    out.print(f"report: {folder / 'report.md'}")
+    out.print(f"report: {report.folder / 'report.md'}")
 
 
 def _split(source: Path, asked: str | None, default: str, option: str, role: str) -> str | None:
@@ -432,13 +332,6 @@ def _split(source: Path, asked: str | None, default: str, option: str, role: str
 
 
 # --- search -------------------------------------------------------------------------------------
-
-
-def _source_name(source: Path, home: Path) -> str:
-    """A data source as the report names it: relative to the home, else its last two path parts."""
-    source = source.resolve()
-    return str(source.relative_to(home.resolve()) if source.is_relative_to(home.resolve())
-               else Path(*source.parts[-2:]))
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -687,15 +580,14 @@ def demo(
     evaluate, search, then serve the dashboard at http://127.0.0.1:8000. A second run reuses everything."""
     import random
 
-    from lookalike.bootstrap import head_path, load_extractor, open_engine
+    from lookalike.bootstrap import head_path, load_extractor, open_current_engine
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
     from lookalike.data.sources import open_source
-    from lookalike.embedding.triplet import TrainConfig
-    from lookalike.errors import ModelMismatchError
     from lookalike.evaluation.report import latest_report
     from lookalike.ingest import ingest as run_ingest
-    from lookalike.ingest import reindex as run_reindex
     from lookalike.search import SearchService
+    from lookalike.training.job import train_active_head
+    from lookalike.training.triplet import TrainConfig
 
     settings = get_settings()
     with _errors():
@@ -708,14 +600,11 @@ def demo(
         gallery = open_source(manifest, split="train")
         extractor = load_extractor(settings)
         if not head_path(settings.heads_dir, extractor.name).is_file():
-            _train(settings, gallery, "triplet", TrainConfig(), reindex_after=False, augment=TRAINING_VIEWS)
-        try:
-            engine = open_engine(settings)
-        except ModelMismatchError:
-            engine = open_engine(settings, fresh_index=True, reconcile=False)
-            with _progress("reindexing") as progress:
-                run_reindex(engine, _tracker(progress))
-        try:
+            train_active_head(settings, gallery, "triplet", TrainConfig(), _Reporter(), reindex=False,
+                              augment=TRAINING_VIEWS)
+        with _progress("reindexing") as progress:
+            engine = open_current_engine(settings, _tracker(progress))
+        with engine:
             with _progress("ingesting") as progress:
                 result = run_ingest(engine, gallery, _tracker(progress))
             _print_ingest(result, len(engine.store))
@@ -733,8 +622,6 @@ def demo(
                         _print_response(entry.path, response, as_json=False)
             out.print(f"category precision@1 over {len(sample)} test queries: {correct / len(sample):.4f}")
             model = engine.model_version
-        finally:
-            engine.close()
         report = latest_report(settings.home / "reports")
         if report is None or json.loads((report / "report.json").read_text())["meta"]["model"] != model:
             _evaluate(settings, manifest, manifest, "test", "train", baselines=True, photo_like=1000, limit=None,

@@ -17,15 +17,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.calibrations import Calibration, load_or_fit
 from lookalike.duplicates import copy_evidence
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
+from lookalike.engine import Engine
+from lookalike.item_vectors import sample_item_vectors
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +74,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[fl
 
 def calibrate(engine: Engine, seed: int = 0) -> ConfidenceModel:
     """Fit the confidence model on a sample of the catalog's items."""
-    ids = engine.store.ids()
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(ids, size=min(SAMPLE, len(ids)), replace=False) if len(ids) else ids
-    records = engine.catalog.get_items(sample.tolist())
-    cache = engine.featurizer.cache
-    keys = [records[int(i)].content_hash for i in sample if int(i) in records]
-    found, features = cache.get(keys) if cache is not None else (np.zeros(0, bool), None)
-    chosen = [int(i) for i in sample if int(i) in records]
-    chosen = [i for i, ok in zip(chosen, found, strict=True) if ok]
-    model = ConfidenceModel(engine.model_version, len(ids))
-    if len(chosen) < 2 or features is None:
+    kept, vectors = sample_item_vectors(engine, SAMPLE, seed)
+    model = ConfidenceModel(engine.model_version, len(engine.store))
+    if len(kept) < 2:
         return model
-    vectors = engine.embed(features[found])
+    records = {r.id: r for r in kept}
+    chosen = [r.id for r in kept]
     scores, neighbours = engine.store.search(vectors, NEIGHBOURS + 1)
     neighbour_records = engine.catalog.get_items(int(n) for n in np.unique(neighbours) if n >= 0)
     xs, ys = [], []

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     request_threads: int = Field(
         8, ge=1, le=1000, description="Threads running request handlers in each server process (FastAPI's pool, 40 "
         "by default): the backbone and index work runs in batcher threads, and fewer handlers contend less for "
-        "the GIL (open loop at 150 q/s on 2 cores: p99 64-84 ms with 8, 75-88 ms with 40)."
+        "the GIL (BENCHMARKS.md)."
     )
     workers: int = Field(
         1, ge=1, le=64, description="Server processes. More than one gets past Python's one-core limit on request "

@@ -41,7 +41,7 @@ from lookalike.catalog.repository import ItemRecord, StoredSignature
 from lookalike.engine import Engine
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
-from lookalike.item_vectors import item_vectors
+from lookalike.item_vectors import readable_item_vectors
 from lookalike.signatures import Signature, signature
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def copy_evidence(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> CopyEv
             originals.append(record)
             copies.append(_png(make(image)))
             kinds.append(kind)
-    kept, vectors = item_vectors(engine, list({r.id: r for r in originals}.values()))
+    kept, vectors = readable_item_vectors(engine, list({r.id: r for r in originals}.values()))
     if len(kept) < 2:
         return empty
     by_id = {r.id: v for r, v in zip(kept, vectors, strict=True)}
@@ -203,7 +203,7 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
     sources, targets, weights = [], [], []
     records = list(engine.catalog.iter_items())
     for start in range(0, len(records), BATCH):
-        kept, vectors = item_vectors(engine, records[start : start + BATCH])
+        kept, vectors = readable_item_vectors(engine, records[start : start + BATCH])
         rows = engine.store.range_search(vectors, floor, limit=NEIGHBOURS + 1)  # + 1: the item itself
         for record, (scores, ids) in zip(kept, rows, strict=True):
             later = ids > record.id  # each pair once, the item itself left out

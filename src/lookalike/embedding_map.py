@@ -5,22 +5,20 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lookalike.io.files import write_atomically
-
-if TYPE_CHECKING:
-    from lookalike.engine import Engine
+from lookalike.calibrations import Calibration, load_or_fit
+from lookalike.engine import Engine
+from lookalike.item_vectors import sample_item_vectors
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +60,13 @@ def compute_map(engine: Engine, max_points: int = MAX_POINTS, seed: int = 0,
     from sklearn.decomposition import PCA
 
     progress(0.0, "sampling the catalog")
-    ids = engine.store.ids()
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(ids, size=min(max_points, len(ids)), replace=False)) if len(ids) else ids
-    records = engine.catalog.get_items(sample.tolist())
-    chosen = [int(i) for i in sample if int(i) in records]
-    progress(0.02, f"reading the features of {len(chosen):,} items")
-    cache = engine.featurizer.cache
-    found, features = cache.get([records[i].content_hash for i in chosen]) if cache else (np.zeros(0, bool), None)
-    chosen = [i for i, ok in zip(chosen, found, strict=True) if ok]
+    items = len(engine.store)
+    progress(0.02, f"embedding a sample of {min(max_points, items):,} items")
+    kept, vectors = sample_item_vectors(engine, max_points, seed, in_id_order=True)
+    records = {r.id: r for r in kept}
+    chosen = [r.id for r in kept]
     points: list[dict[str, Any]] = []
-    if len(chosen) >= 5 and features is not None:
-        progress(0.06, "embedding")
-        vectors = engine.embed(features[found])
+    if len(chosen) >= 5:
         progress(0.08, "PCA")
         reduced = PCA(n_components=min(30, vectors.shape[1], len(chosen) - 1), random_state=seed).fit_transform(vectors)
         progress(0.09, "t-SNE, finding neighbours")
@@ -83,22 +75,21 @@ def compute_map(engine: Engine, max_points: int = MAX_POINTS, seed: int = 0,
         points = [{"id": i, "x": round(float(x), 5), "y": round(float(y), 5), "category": records[i].category}
                   for i, (x, y) in zip(chosen, xy, strict=True)]
     progress(1.0, "done")
-    return {"model_version": engine.model_version, "items": len(ids), "points": points}
+    return {"model_version": engine.model_version, "items": items, "points": points}
+
+
+@dataclass(frozen=True)
+class EmbeddingMap(Calibration):
+    """A computed map, kept beside the index like the calibrations (and recomputed on the same rule)."""
+
+    model_version: str
+    items: int
+    points: list[dict[str, Any]]
 
 
 def load_or_compute_map(engine: Engine, path: Path, progress: Progress = _ignore) -> dict[str, Any]:
-    """The cached map when it was made for this model and roughly this catalog size, else a new one."""
-    try:
-        cached = json.loads(path.read_text())
-        size = len(engine.store)
-        if cached["model_version"] == engine.model_version and abs(cached["items"] - size) <= 0.2 * max(size, 1):
-            return cached
-    except (OSError, ValueError, KeyError):
-        pass
-    result = compute_map(engine, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, json.dumps(result))
-    return result
+    """The saved map when it was made for this model and roughly this catalog size, else a new one (saved)."""
+    return asdict(load_or_fit(EmbeddingMap, path, engine, lambda e: EmbeddingMap(**compute_map(e, progress=progress))))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ for a known shopper, joins their taste."""
 
 from __future__ import annotations
 
-from lookalike.search import SearchResponse
+from lookalike.search import SearchResult
 from lookalike.taste import TasteProfiles
 
 
@@ -14,7 +14,7 @@ class SearchHistory:
         self.tastes = tastes
         self.catalog = tastes.catalog
 
-    def record(self, label: str, k: int, category: str | None, found: SearchResponse, shopper: str | None) -> int:
+    def record(self, label: str, k: int, category: str | None, found: SearchResult, shopper: str | None) -> int:
         """Store the search and its results (and, for ``shopper``, fold it into their taste); returns its id."""
         query = found.query
         query_id = self.catalog.record_search(

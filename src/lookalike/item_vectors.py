@@ -14,10 +14,21 @@ from lookalike.engine import Engine
 log = logging.getLogger(__name__)
 
 
-def item_vectors(engine: Engine, records: Sequence[ItemRecord]) -> tuple[list[ItemRecord], np.ndarray]:
+def readable_item_vectors(engine: Engine, records: Sequence[ItemRecord]) -> tuple[list[ItemRecord], np.ndarray]:
     """``(records, vectors)`` in the given order, without the items whose image can no longer be read."""
     kept, vectors, _ = embed_records(engine, records)
     return kept, vectors
+
+
+def sample_item_vectors(engine: Engine, size: int, seed: int = 0, *, in_id_order: bool = False,
+                        ) -> tuple[list[ItemRecord], np.ndarray]:
+    """A seeded sample of up to ``size`` indexed items and their embeddings (see :func:`readable_item_vectors`)."""
+    ids = engine.store.ids()
+    sample = np.random.default_rng(seed).choice(ids, size=min(size, len(ids)), replace=False) if len(ids) else ids
+    if in_id_order:
+        sample = np.sort(sample)
+    records = engine.catalog.get_items(sample.tolist())
+    return readable_item_vectors(engine, [records[int(i)] for i in sample if int(i) in records])
 
 
 def embed_records(

@@ -19,7 +19,7 @@ from lookalike.duplicates import collapse, image_signatures
 from lookalike.engine import Engine
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
 from lookalike.io.images import decode_image
-from lookalike.item_vectors import item_vectors
+from lookalike.item_vectors import readable_item_vectors
 from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colour_mismatch, colourfulness, palette
 
 StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.ndarray]]  # queries, k, category
@@ -52,7 +52,7 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
-class SearchResponse:
+class SearchResult:
     """The results of one query, best first, and the query embedding they answer."""
 
     hits: list[SearchHit]
@@ -87,7 +87,7 @@ class SearchService:
 
     def search_images(
         self, images: list[bytes | Path], k: int = 5, category: str | None = None
-    ) -> list[SearchResponse]:
+    ) -> list[SearchResult]:
         """One response per image; ``took_ms`` covers decoding, embedding and search of each batch."""
         self._check(k)
         started = time.perf_counter()
@@ -97,7 +97,7 @@ class SearchService:
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
         started: float | None = None, dedupe_threshold: float | None = None, palettes: np.ndarray | None = None,
-    ) -> list[SearchResponse]:
+    ) -> list[SearchResult]:
         """One response per query vector; ``dedupe_threshold`` keeps no two results that alike (still k of them
         when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by colour too where
         the candidates are in colour: a result's score loses up to ``colour_weight`` times the spread of its
@@ -126,7 +126,7 @@ class SearchService:
                 hits = self._by_colour(hits, colours, palettes[row])  # type: ignore[index]
             if dedupe_threshold is not None:
                 hits = self._distinct(hits, records, colours, dedupe_threshold, k)
-            responses.append(SearchResponse(hits[:k], 0.0, vectors[row]))
+            responses.append(SearchResult(hits[:k], 0.0, vectors[row]))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [replace(r, took_ms=took_ms) for r in responses]
 
@@ -160,7 +160,7 @@ class SearchService:
                   threshold: float, k: int) -> list[SearchHit]:
         """The best ``k`` hits of which no two are duplicates (``threshold``-alike and of the same colours),
         re-ranked."""
-        kept, vectors = item_vectors(self.engine, [records[h.id] for h in hits])
+        kept, vectors = readable_item_vectors(self.engine, [records[h.id] for h in hits])
         by_id = {h.id: h for h in hits}
         kept_hits = [by_id[r.id] for r in kept]
         palettes = np.stack([colours[r.id] for r in kept]) if kept else np.zeros((0, PALETTE_BINS), np.float32)
@@ -183,7 +183,7 @@ class SearchService:
         return np.stack([colours[i] for i in ids])
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
-                        dedupe_threshold: float | None = None) -> SearchResponse:
+                        dedupe_threshold: float | None = None) -> SearchResult:
         """Items most like a catalog item ("more like this"; itself excluded), its colours ranking as a photo's do."""
         started = time.perf_counter()
         vector = self.item_vectors([item_id])
@@ -196,7 +196,7 @@ class SearchService:
         missing = [str(i) for i in ids if i not in records]
         if missing:
             raise NotFoundError(f"no item with id {', '.join(missing[:10])}")
-        kept, vectors = item_vectors(self.engine, [records[i] for i in ids])
+        kept, vectors = readable_item_vectors(self.engine, [records[i] for i in ids])
         if len(kept) != len(ids):
             lost = sorted(set(ids) - {r.id for r in kept})
             raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")

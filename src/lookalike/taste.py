@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from lookalike.catalog.repository import ShopperTaste
-from lookalike.search import SearchResponse, SearchService, normalize
+from lookalike.search import SearchResult, SearchService, normalize
 
 SEARCH_WEIGHT = 1.0
 LIKE_WEIGHT = 2.0
@@ -61,12 +61,12 @@ class TasteProfiles:
     def describe(self, shopper: str) -> ShopperTaste:
         return self._taste(shopper)
 
-    def recommend(self, shopper: str, k: int, dedupe_threshold: float | None = None) -> SearchResponse:
+    def recommend(self, shopper: str, k: int, dedupe_threshold: float | None = None) -> SearchResult:
         """Items nearest the shopper's taste, leaving out what they were shown, liked or disliked; none without
         a taste yet."""
         taste = self._taste(shopper)
         if not np.any(taste.vector):
-            return SearchResponse([], 0.0)
+            return SearchResult([], 0.0)
         exclude = self.catalog.shopper_items(shopper, ("seen", "liked", "disliked"), limit=MAX_EXCLUDED)
         query = normalize(taste.vector.reshape(1, -1))
         return self.service.search_vectors(query, k, exclude=exclude, dedupe_threshold=dedupe_threshold)[0]

@@ -1,9 +1,8 @@
 """Thread pools of the native libraries (FAISS's OpenMP, NumPy's BLAS) for a process that serves queries.
 
-A single query split over busy cores waits for the slowest one: measured on this 2-core machine under load,
-exact search over 60,000 vectors took 22 ms with two OpenMP threads and 1.5 ms with one, and a NumPy matrix
-product of one row by the head's 4864x1024 weights 6.6 ms with two BLAS threads and under 1 ms with one. A server
-gets its parallelism from concurrent requests instead; ingest and index builds keep every core.
+A single query split over busy cores waits for the slowest one (exact search and the head's matrix product ran
+several times slower on two threads than on one under load: BENCHMARKS.md). A server gets its parallelism from
+concurrent requests instead; ingest and index builds keep every core.
 """
 
 from __future__ import annotations

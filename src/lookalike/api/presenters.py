@@ -9,8 +9,7 @@ from lookalike.api.deps import Dedupe
 from lookalike.api.schemas import Item, Result, SearchResponse, json_response
 from lookalike.api.state import AppState
 from lookalike.catalog.repository import ItemRecord
-from lookalike.search import SearchHit
-from lookalike.search import SearchResponse as SearchResult
+from lookalike.search import SearchHit, SearchResult
 
 
 def image_url(item: int, thumbnail: bool = False) -> str:

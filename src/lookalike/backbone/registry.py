@@ -55,10 +55,6 @@ class BackboneSpec:
     build: Callable[[str | None], torch.nn.Module] | None = field(default=None, compare=False)
     onnx_path: Path | None = None
 
-    @property
-    def is_external_onnx(self) -> bool:
-        return self.onnx_path is not None
-
 
 def _efficientnet_lite(variant: str) -> Callable[[str | None], torch.nn.Module]:
     def build(weights: str | None) -> torch.nn.Module:

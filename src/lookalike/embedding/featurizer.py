@@ -3,9 +3,8 @@ worker threads (overlapping with inference), run the backbone, fill the cache.
 
 A catalog's batches go through the backbone ``streams`` at a time (one per core by default), each on one
 ONNX Runtime thread: threads of one run wait for each other at every layer, and decoding threads take their
-cores away, while independent runs keep every core busy. Measured on 2 cores, the bare backbone ran 820-876
-images/s as two one-thread runs against 750-830 as one two-thread run, and ingest, with decoding beside it,
-gains more (BENCHMARKS.md).
+cores away, while independent runs keep every core busy (faster than one run on all cores, more so for ingest, with
+decoding beside it: BENCHMARKS.md).
 
 Unreadable images are reported with their reason and skipped; they never stop a batch.
 """

@@ -17,7 +17,7 @@ from lookalike.concurrency import bounded_map
 from lookalike.data.sources import CatalogEntry
 from lookalike.embedding.featurizer import Featurizer
 from lookalike.embedding.head import EmbeddingHead, l2_normalize
-from lookalike.embedding.train import LabelledFeatures, collect_features, encode_labels, positive_labels
+from lookalike.embedding.labelled import LabelledFeatures, collect_features, encode_labels, positive_labels
 from lookalike.errors import ImageDecodeError
 from lookalike.evaluation.metrics import RetrievalMetrics, exact_item_metrics, retrieval_metrics
 from lookalike.io.images import decode_image

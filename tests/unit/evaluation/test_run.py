@@ -6,7 +6,7 @@ from lookalike.backbone.runtime import load_backbone
 from lookalike.data.sources import iter_folder
 from lookalike.embedding.featurizer import Featurizer
 from lookalike.embedding.head import fit_pca_head
-from lookalike.embedding.train import collect_features
+from lookalike.embedding.labelled import collect_features
 from lookalike.evaluation.run import evaluate
 
 from imagegen import write_tiny_backbone

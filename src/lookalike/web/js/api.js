@@ -65,4 +65,3 @@ export const getEmbeddingMap = async () => request("/api/embedding-map");
 export const getReport = async () => (await request("/api/report")).body;
 
 export const thumbnailUrl = (id) => `/api/items/${encodeURIComponent(id)}/image?size=thumb`;
-export const imageUrl = (id) => `/api/items/${encodeURIComponent(id)}/image`;

@@ -19,8 +19,6 @@ export function el(tag, attrs = {}, children = []) {
   return node;
 }
 
-export const show = (node, visible = true) => { node.hidden = !visible; };
-export const hide = (node) => { node.hidden = true; };
 
 /** Show `text` in an alert box (role=alert), or hide it when text is empty. */
 export function setMessage(node, text, kind = "error") {

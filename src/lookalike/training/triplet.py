@@ -1,9 +1,9 @@
 """Training the embedding head: features of a catalog's images and their photo-like views -> 128-d embedding.
 
 A small MLP (features -> hidden -> dim, L2-normalized) over frozen backbone features, trained with
-pytorch-metric-learning losses at two levels (:mod:`~lookalike.embedding.objective`): the instance (an image and
+pytorch-metric-learning losses at two levels (:mod:`~lookalike.training.objective`): the instance (an image and
 its own views, or one item_id) and, weighted lower, the category (batch-hard mined triplets plus a proxy
-loss). The batches (:mod:`~lookalike.embedding.batches`) hold the rows of an instance two by two. A held-out
+loss). The batches (:mod:`~lookalike.training.batches`) hold the rows of an instance two by two. A held-out
 validation split (whole instances) is scored after every epoch (:class:`Validation`); training stops early when
 it stops improving, keeps the best weights, and checkpoints every epoch so an interrupted run resumes. The MLP
 runs under bfloat16 autocast where the hardware has fast bfloat16; the exported head is float32 either way.
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lookalike.embedding.batches import Batches, ClassBalancedBatches, PairedBatches
 from lookalike.embedding.head import EmbeddingHead
-from lookalike.embedding.objective import CategoryTerm, InstanceTerm, Miner, Objective, Term
 from lookalike.evaluation.metrics import knn
 from lookalike.io.files import atomic_write
+from lookalike.training.batches import Batches, ClassBalancedBatches, PairedBatches
+from lookalike.training.objective import CategoryTerm, InstanceTerm, Miner, Objective, Term
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ def train_head(
     """Train the head on features with integer category ``labels`` and/or integer ``instances`` (rows of one
     product: an image and its views, or one item_id); resumes from ``checkpoint`` when it exists.
 
-    With a ``tail`` (training rows -> backbone features, see :class:`~lookalike.embedding.finetune.TrainableTail`)
+    With a ``tail`` (training rows -> backbone features, see :class:`~lookalike.training.finetune.TrainableTail`)
     its trainable weights learn too, and ``features`` (the frozen backbone's) only set the standardization.
     """
     started = time.perf_counter()

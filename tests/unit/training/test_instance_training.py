@@ -4,9 +4,9 @@ separates, with the category kept."""
 import numpy as np
 import pytest
 
-from lookalike.embedding.batches import PairedBatches
-from lookalike.embedding.triplet import TrainConfig, train_head
 from lookalike.evaluation.metrics import exact_item_metrics, knn
+from lookalike.training.batches import PairedBatches
+from lookalike.training.triplet import TrainConfig, train_head
 
 
 def two_level_set(categories: int = 4, per_category: int = 60, d: int = 48, seed: int = 0):

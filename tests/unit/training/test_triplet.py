@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from lookalike.embedding.batches import batch_shape
-from lookalike.embedding.train import encode_labels
-from lookalike.embedding.triplet import TrainConfig, split_validation, train_head
+from lookalike.embedding.labelled import encode_labels
+from lookalike.training.batches import batch_shape
+from lookalike.training.triplet import TrainConfig, split_validation, train_head
 
 
 def clusters(n_per: int = 60, n_labels: int = 4, d: int = 32, noise: float = 1.6, seed: int = 0):
@@ -37,7 +37,7 @@ def test_loss_goes_down_and_validation_precision_goes_up(miner, aux):
 def test_exported_head_matches_the_trained_network(tmp_path):
     import torch
 
-    from lookalike.embedding.triplet import HeadNet
+    from lookalike.training.triplet import HeadNet
 
     net = HeadNet(16, 12, 4, dropout=0.5).eval()
     head = net.to_head("bb", {})

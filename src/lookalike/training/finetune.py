@@ -51,8 +51,8 @@ class TrainableTail(nn.Module):
                  inputs: Callable[[int], Iterable[np.ndarray]], count: int, size: int, batch_size: int = 64,
                  progress: Callable[[int, int], None] | None = None) -> None:
         """``inputs(batch_size)`` yields the prepared images (N, 3, ``size``, ``size``) of the ``count`` training
-        rows in order. The trunk runs once, exported to ONNX Runtime (on this 2-core CPU about 10x PyTorch eager's
-        speed for these depthwise convolutions), and its outputs are kept in memory as float16."""
+        rows in order. The trunk runs once, exported to ONNX Runtime (much faster than PyTorch eager on a CPU for these
+        depthwise convolutions), and its outputs are kept in memory as float16."""
         super().__init__()
         self.backbone = backbone
         self.start = len(backbone.net._blocks) - blocks  # type: ignore[arg-type]

@@ -9,14 +9,14 @@ import torch
 
 from lookalike.backbone.models import RANDOM_WEIGHTS
 from lookalike.backbone.runtime import load_backbone
-from lookalike.embedding.finetune import (
+from lookalike.errors import BackboneError
+from lookalike.training.finetune import (
     TrainableTail,
     backbone_weights_files,
     fine_tunable_backbone,
     save_backbone_weights,
 )
-from lookalike.embedding.triplet import TrainConfig, train_head
-from lookalike.errors import BackboneError
+from lookalike.training.triplet import TrainConfig, train_head
 
 from imagegen import CATEGORIES, make_image
 
