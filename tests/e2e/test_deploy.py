@@ -76,9 +76,18 @@ def test_dockerignore_sends_only_what_the_image_needs():
 def test_ingest_and_search_run_without_the_training_stack(tmp_path, models_dir, extractor, catalog_dir):
     """What the serving image does, in a process where importing the training stack (torch) fails."""
     script = f"""
+import importlib.abc
 import sys
-for name in {TRAINING_STACK!r}:
-    sys.modules[name] = None  # import raises ImportError
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    # as if the training stack were not installed: importing it raises ImportError (and, unlike a None entry in
+    # sys.modules, libraries that look for an already imported torch, such as SciPy's, find none)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAINING_STACK!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
 from fastapi.testclient import TestClient
 from lookalike.api.main import create_app
 from lookalike.config import Settings

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Cookie, Depends, Form, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.state import AppState
 from lookalike.search import check_category
@@ -90,6 +91,11 @@ def dedupe_for(state: AppState, asked: bool) -> Dedupe:
     return Dedupe(asked, state.duplicate_threshold().threshold if asked else None)
 
 
+async def _dedupe(state: AppState, asked: bool) -> Dedupe:
+    """No thread hop unless asked; then off the event loop, since the first calibration takes a while."""
+    return await run_in_threadpool(dedupe_for, state, asked) if asked else Dedupe(False, None)
+
+
 async def form_category(state: State, category: Annotated[str | None, Form(description=CATEGORY_HELP)] = None,
                         ) -> str | None:
     """The category filter (None for none); 422 naming the known categories for one the catalog lacks."""
@@ -101,12 +107,12 @@ async def query_category(state: State, category: Annotated[str | None, Query(des
     return check_category(state.engine, category)
 
 
-def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DEDUPE_HELP)] = False) -> Dedupe:
-    return dedupe_for(state, dedupe)  # a plain function: the first calibration takes a while, off the event loop
+async def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DEDUPE_HELP)] = False) -> Dedupe:
+    return await _dedupe(state, dedupe)
 
 
-def query_dedupe(state: State, dedupe: Annotated[bool, Query(description=DEDUPE_HELP)] = False) -> Dedupe:
-    return dedupe_for(state, dedupe)
+async def query_dedupe(state: State, dedupe: Annotated[bool, Query(description=DEDUPE_HELP)] = False) -> Dedupe:
+    return await _dedupe(state, dedupe)
 
 
 FormCategory = Annotated[str | None, Depends(form_category)]
