@@ -84,9 +84,9 @@ class _PassedConnectionsServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         config = self.config
 
-        def protocol() -> asyncio.Protocol:  # as uvicorn makes one per accepted connection
+        def protocol() -> asyncio.Protocol:  # as uvicorn makes one per accepted connection (uvicorn pinned: 0.54)
             return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
-                                              app_state=self.lifespan.state, _loop=loop)
+                                              app_state=self.lifespan.state)
 
         def receive() -> None:
             try:

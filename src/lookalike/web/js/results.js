@@ -26,9 +26,12 @@ function scoreBar(score) {
   ]);
 }
 
+/** The cosine similarity (the score also holds the colour penalty where colour ranked the results). */
+const similarityOf = (result) => result.similarity ?? result.score;
+
 function resultLabel(result) {
   return `Rank ${result.rank}: ${result.category ?? "uncategorised"}, item ${result.id}, similarity `
-    + `${formatScore(result.score)}, confidence ${formatPercent(result.confidence)}. Show more like this.`;
+    + `${formatScore(similarityOf(result))}, confidence ${formatPercent(result.confidence)}. Show more like this.`;
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -61,7 +64,8 @@ export function resultCard(result, onSelect, feedback = null) {
   const button = el("button", {
     type: "button", class: "result-card", "aria-label": resultLabel(result), title: "Show more like this",
     dataset: {
-      rank: result.rank, id: result.id, score: result.score, confidence: result.confidence,
+      rank: result.rank, id: result.id, score: result.score, similarity: similarityOf(result),
+      confidence: result.confidence,
       category: result.category ?? "",
     },
     onclick: () => onSelect(result),
@@ -76,7 +80,7 @@ export function resultCard(result, onSelect, feedback = null) {
         el("span", { class: `confidence confidence-${level.key}`, title: level.label },
           `${formatPercent(result.confidence)} conf.`),
       ]),
-      scoreBar(result.score),
+      scoreBar(similarityOf(result)),
       el("span", { class: "card-sub muted", text: subtitle }),
     ]),
   ]);
