@@ -27,32 +27,44 @@ def jpeg(category: str, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture
-def two_workers(settings, catalog_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    ingested(settings.model_copy(update={"api_token": SecretStr(TOKEN)}), catalog_dir)
+def start_server(settings, *extra: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """A real `lookalike serve` over ``settings.home`` on a free port, answering health checks."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "LOOKALIKE_HOME": str(settings.home), "LOOKALIKE_MODELS_DIR": str(settings.models_dir),
            "LOOKALIKE_API_TOKEN": TOKEN, "LOOKALIKE_BATCH_SIZE": "8"}
-    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port), "--workers", "2"],
+    server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port), *extra],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                return base, server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError("the server did not start")
+        time.sleep(0.2)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(60)
+
+
+@pytest.fixture
+def two_workers(settings, catalog_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    ingested(settings.model_copy(update={"api_token": SecretStr(TOKEN)}), catalog_dir)
+    base, server = start_server(settings, "--workers", "2")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.2)
         yield base, server
     finally:
-        server.terminate()
-        server.wait(60)
+        stop(server)
 
 
 def one_client_per_worker(base: str, workers: int) -> dict[int, httpx.Client]:
@@ -81,7 +93,30 @@ def test_every_worker_sees_a_change_made_through_another(two_workers) -> None:
     clients = one_client_per_worker(base, 2)
     children = set(map(int, Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()))
     assert set(clients) <= children, "the answering processes are the server's workers"
-    (first, writer), (_, other) = clients.items()
+    check_changes_are_shared(clients)
+    assert next(iter(clients)) in children
+    for client in clients.values():
+        client.close()
+
+
+def test_separate_single_worker_servers_on_one_home_share_changes(settings, catalog_dir: Path) -> None:
+    """The documented alternative to --workers: N `lookalike serve` processes on one home (behind a balancer)."""
+    ingested(settings.model_copy(update={"api_token": SecretStr(TOKEN)}), catalog_dir)
+    servers = [start_server(settings)]
+    try:
+        servers.append(start_server(settings))  # one after the other: each reconciles the index as it opens
+        clients = {server.pid: httpx.Client(base_url=base, timeout=30) for base, server in servers}
+        check_changes_are_shared(clients)
+        for client in clients.values():
+            client.close()
+    finally:
+        for _, server in servers:
+            stop(server)
+
+
+def check_changes_are_shared(clients: dict[int, httpx.Client]) -> None:
+    """An add and a delete through one client are seen through every other, and no save is lost."""
+    (_, writer), (_, other) = list(clients.items())[:2]
     before = writer.get("/api/health").json()["items"]
     query = jpeg("circles", 4242)
 
@@ -102,9 +137,6 @@ def test_every_worker_sees_a_change_made_through_another(two_workers) -> None:
                         files=[("files", ("again.jpg", jpeg("stripes", 4343), "image/jpeg"))])
     assert again.status_code == 201  # the writer started from the other worker's save, so nothing was lost
     assert all(client.get("/api/health").json()["items"] == before + 1 for client in clients.values())
-    assert first in children
-    for client in clients.values():
-        client.close()
 
 
 def test_several_workers_refuse_a_milvus_lite_file(settings) -> None:
