@@ -46,7 +46,7 @@ class TrainConfig:
     aux_weight: float = 1.0
     instance_weight: float = 1.0  # the instance term (SupCon over an image and its views); 0: categories only
     instance_temperature: float = 0.1
-    category_weight: float = 0.5  # the category term's weight beside the instance term
+    category_weight: float = 2.0  # the category term's weight beside the instance term (BENCHMARKS.md, #17)
     m_per_class: int = 32
     batch_size: int = 256
     lr: float = 1e-3

@@ -24,8 +24,11 @@ def two_level_set(categories: int = 4, per_category: int = 60, d: int = 48, seed
 
 
 def config(**kw) -> TrainConfig:
+    """A small head for the small synthetic set; the category weight pinned at 0.5 (the shipped default, 2.0, is
+    tuned on Fashion-MNIST, where the categories are harder: BENCHMARKS.md), so the test is of the composition."""
     return TrainConfig(**{"dim": 16, "hidden": 64, "m_per_class": 16, "batch_size": 64, "max_epochs": 30,
-                          "patience": 30, "lr": 3e-3, "val_fraction": 0.2, "bf16": False, **kw})
+                          "patience": 30, "lr": 3e-3, "val_fraction": 0.2, "bf16": False, "category_weight": 0.5,
+                          **kw})
 
 
 def exact_and_category(head, features, category, n):
