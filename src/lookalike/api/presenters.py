@@ -23,7 +23,8 @@ def to_item(record: ItemRecord) -> Item:
 
 
 def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
-    confidence = state.confidence(np.array([h.score for h in hits], np.float64))
+    # calibrated on cosine similarities: the colour penalty in the score is not evidence of another kind
+    confidence = state.confidence(np.array([h.similarity for h in hits], np.float64))
     return [
         Result(id=h.id, rank=h.rank, score=h.score, similarity=h.similarity, confidence=round(float(c), 4),
                category=h.category, item_id=h.item_id, image_url=image_url(h.id),
