@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import random
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,22 @@ def make_product(category: str, seed: int, size: int = 128) -> Image.Image:
     image = Image.new("RGB", (size, size), (245, 245, 245))
     image.paste(pattern, (0, 0), mask)
     return image
+
+
+def make_thumbnail_garment(category: str, seed: int, size: int = 28) -> Image.Image:
+    """A Fashion-MNIST-like garment: the category's silhouette, a little scaled and moved, in grey shading of its
+    own (smooth noise) on black, so different items of a category share their shape and differ in detail."""
+    rng = np.random.default_rng(zlib.crc32(f"thumbnail-{category}-{seed}".encode()))
+    scale, dx, dy = rng.uniform(0.85, 1.0), rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 1.5)
+    points = [((x - 0.5) * scale * size + size / 2 + dx, (y - 0.5) * scale * size + size / 2 + dy)
+              for x, y in _SILHOUETTES[category]]
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).polygon(points, fill=255)
+    noise = Image.fromarray((rng.random((size, size)) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
+    shading = np.asarray(noise, np.float32)
+    shading = (shading - shading.mean()) / (shading.std() + 1e-6)
+    grey = np.clip(rng.uniform(120, 200) + 25 * shading, 0, 255).astype(np.uint8)
+    return Image.composite(Image.fromarray(grey), Image.new("L", (size, size), 0), mask)
 
 
 def write_catalog(root: Path, per_category: int = 6, fmt: str = "PNG", start: int = 0) -> list[Path]:

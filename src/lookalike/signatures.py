@@ -4,6 +4,7 @@ colour:
 - a 64-bit perceptual hash (imagehash's pHash: the low frequencies of the grey image, which resizing, re-encoding
   and small crops keep);
 - a 4x4 colour thumbnail (which a colour variant of one garment does not share with it);
+- a small grey thumbnail (``lookalike.pixels``), whose pixels, once aligned, tell a copy from a look-alike;
 - a *palette*: the colours of the garment itself, its pixels told from the background (the median colour of the
   image's border) and counted in ``PALETTE_HUES`` hue bins (shared with the neighbouring bin in proportion) or, when
   nearly grey, in ``PALETTE_GREYS`` lightness bins. Stored as the square roots of the shares, so a vector of unit
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import imagehash
 import numpy as np
 from PIL import Image
+
+from lookalike.pixels import grey_thumbnail
 
 COLOUR_GRID = 4
 HASH_BITS = 64
@@ -36,6 +39,7 @@ class Signature:
     phash: int
     colour: bytes  # COLOUR_GRID x COLOUR_GRID RGB, row by row
     palette: bytes = b""  # PALETTE_BINS float32 (see the module docstring); empty when not computed
+    grey: bytes = b""  # lookalike.pixels.grey_thumbnail; empty when not computed
 
     def hash_distance(self, other: Signature) -> int:
         """Differing bits of the two perceptual hashes (0 to 64)."""
@@ -55,7 +59,7 @@ def signature(image: Image.Image) -> Signature:
     rgb = image.convert("RGB")
     phash = int(str(imagehash.phash(rgb)), 16)
     thumb = rgb.resize((COLOUR_GRID, COLOUR_GRID), Image.Resampling.BOX)
-    return Signature(phash, thumb.tobytes(), palette(rgb).tobytes())
+    return Signature(phash, thumb.tobytes(), palette(rgb).tobytes(), grey_thumbnail(rgb))
 
 
 def palette(image: Image.Image) -> np.ndarray:

@@ -67,5 +67,18 @@ def test_the_hash_vouches_for_a_copy_below_the_threshold_and_colour_vetoes_a_var
                   "hash-4": Signature(0x0F0F_0F0F_0F0F_0F0F, grey)}  # another garment of the same colour
     left = [record(1), record(1), record(1), record(1)]
     right = [record(2), record(3), record(4), record(5)]  # item 5's image could not be read: no signature
-    scores = np.array([0.90, 0.999, 0.90, 0.97])
+    scores = np.array([0.94, 0.999, 0.94, 0.97])  # 0.94: below the threshold, within the hash's candidate floor
     assert _agree(signatures, left, right, scores, threshold=0.95).tolist() == [True, False, False, True]
+    assert not _agree(signatures, left[:1], right[:1], np.array([0.90]), threshold=0.95)[0]  # too far for the hash
+
+
+
+def test_a_calibration_of_an_older_rule_is_fitted_again():
+    from types import SimpleNamespace
+
+    from lookalike.duplicates import RULE, DuplicateThreshold
+
+    engine = SimpleNamespace(model_version="m", store=[0] * 100)
+    current = DuplicateThreshold("m", 100, 0.9, True, 0.95, 0.85, rule=RULE)
+    assert current.current_for(engine)  # type: ignore[arg-type]
+    assert not DuplicateThreshold("m", 100, 0.9, True, 0.95, 0.85).current_for(engine)  # type: ignore[arg-type]

@@ -131,11 +131,17 @@ class Health(BaseModel):
 
 class DuplicateCalibration(BaseModel):
     threshold: float = Field(description="The default threshold, calibrated on this catalog.")
-    separable: bool = Field(description="Whether copies scored above every different item sampled.")
+    separable: bool = Field(description="Whether the rule (similarity, hash and aligned pixels) finds at least 95% "
+                            "of the calibration's re-encoded, resized and cropped copies.")
     copy_low: float = Field(description="5th percentile similarity of re-encoded/resized/cropped copies.")
     distinct_high: float = Field(description="99th percentile similarity of an item to its nearest other item.")
     copies: dict[str, float]
     sample: int
+    embedding_separable: bool = Field(False, description="Whether the similarity alone tells copies from different "
+                                      "items (else the pixels decide below the threshold).")
+    copies_found: float = Field(0.0, description="The share of the calibration's copies that the rule finds.")
+    nearest_matched: float = Field(0.0, description="The share of sampled items whose nearest other item the "
+                                   "aligned pixels match (copies already in the catalog, or look-alikes).")
 
 
 class DuplicateGroup(BaseModel):

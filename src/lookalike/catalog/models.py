@@ -43,6 +43,7 @@ class ImageSignature(Base):
     phash: Mapped[str] = mapped_column(String(16))  # hexadecimal
     colour: Mapped[bytes] = mapped_column(LargeBinary)
     palette: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None in rows stored before it
+    grey: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # None in rows stored before it
 
 
 class Search(Base):

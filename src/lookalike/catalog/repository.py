@@ -67,10 +67,11 @@ class StoredSignature(NamedTuple):
     phash: str  # hexadecimal
     colour: bytes
     palette: bytes
+    grey: bytes
 
 
 # Columns added to a table after its first release: (table, column, type). ``create_all`` makes new tables only.
-_LATER_COLUMNS = [("image_signatures", "palette", LargeBinary())]
+_LATER_COLUMNS = [("image_signatures", "palette", LargeBinary()), ("image_signatures", "grey", LargeBinary())]
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -162,29 +163,32 @@ class Catalog:
             return [ItemRecord.of(row) for row in rows]
 
     def image_signatures(self, content_hashes: Iterable[str]) -> dict[str, StoredSignature]:
-        """Stored (perceptual hash, colour thumbnail, palette) of these image contents; absent ones, and ones stored
-        before palettes were, are left out."""
+        """Stored signatures of these image contents; absent ones, and ones stored before palettes or grey thumbnails
+        were, are left out."""
         wanted = sorted(set(content_hashes))
         found: dict[str, StoredSignature] = {}
         with self.session() as session:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 query = select(ImageSignature).where(ImageSignature.content_hash.in_(chunk),
-                                                     ImageSignature.palette.is_not(None))
-                found.update({row.content_hash: StoredSignature(row.phash, row.colour, row.palette or b"")
+                                                     ImageSignature.palette.is_not(None),
+                                                     ImageSignature.grey.is_not(None))
+                found.update({row.content_hash: StoredSignature(row.phash, row.colour, row.palette or b"",
+                                                                row.grey or b"")
                               for row in session.scalars(query)})
         return found
 
     def save_image_signatures(self, signatures: dict[str, StoredSignature]) -> None:
-        """Store signatures of image contents not stored yet, replacing ones without a palette (another writer's
-        complete ones are kept)."""
-        new = {k: v for k, v in signatures.items() if k not in self.image_signatures(signatures)}
+        """Store signatures of image contents not stored yet, replacing incomplete ones (another writer's complete
+        ones are kept)."""
+        complete = self.image_signatures(signatures)
+        new = {k: v for k, v in signatures.items() if k not in complete}
         if not new:
             return
         with self.session() as session, session.begin():
             session.execute(delete(ImageSignature).where(ImageSignature.content_hash.in_(list(new))))
             session.execute(insert(ImageSignature), [{"content_hash": k, "phash": s.phash, "colour": s.colour,
-                                                      "palette": s.palette} for k, s in new.items()])
+                                                      "palette": s.palette, "grey": s.grey} for k, s in new.items()])
 
     def count_searches(self) -> int:
         with self.session() as session:

@@ -252,9 +252,10 @@ def duplicates(
         output.write_text(text)
     else:
         out.print(text, markup=False, end="" if fmt == "csv" else "\n")
-    console.print(f"{len(groups)} groups, {len(rows)} items at similarity >= {chosen:.4f} "
+    console.print(f"{len(groups)} groups, {len(rows)} items at similarity >= {chosen:.4f} or matched pixel by pixel "
                   f"(calibrated default {calibration.threshold:.4f}"
-                  f"{'' if calibration.separable else '; copies and different items overlap'})")
+                  f"{'' if calibration.separable else '; copies and different items overlap'}; "
+                  f"{calibration.copies_found:.0%} of test copies found)")
 
 
 # --- info ---------------------------------------------------------------------------------------

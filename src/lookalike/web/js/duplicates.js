@@ -53,9 +53,11 @@ export function createDuplicatesView({ onSelect }) {
       const c = body.calibration;
       const shown = body.groups.length < body.groups_total ? ` (the ${body.groups.length} largest shown)` : "";
       ui.summary.textContent = `${body.groups_total} group${body.groups_total === 1 ? "" : "s"}, `
-        + `${body.items_total} listings at similarity ≥ ${formatScore(body.threshold)}${shown}. Calibrated default `
+        + `${body.items_total} listings at similarity ≥ ${formatScore(body.threshold)} or matched pixel by pixel${shown}. `
+        + `Calibrated default `
         + `${formatScore(c.threshold)}: copies score ≥ ${formatScore(c.copy_low)}, different items ≤ `
-        + `${formatScore(c.distinct_high)}${c.separable ? "" : " (they overlap in this catalog)"}.`;
+        + `${formatScore(c.distinct_high)}${c.embedding_separable ? "" : " (they overlap: the pixels decide below it)"}; `
+        + `${Math.round(100 * c.copies_found)}% of test copies found.`;
       ui.empty.hidden = body.groups.length > 0;
     } catch (error) {
       setMessage(ui.message, error.message || String(error));
