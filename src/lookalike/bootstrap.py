@@ -19,7 +19,10 @@ from lookalike.engine import Engine, index_manifest
 from lookalike.errors import ModelMismatchError
 from lookalike.index.milvus_config import MilvusConfig
 from lookalike.index.open_store import open_store
+from lookalike.io.blobs import ImageStore
+from lookalike.io.fetch import Fetcher, FetchLimits
 from lookalike.io.files import safe_file_name
+from lookalike.sync import FeedSync
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,17 @@ def build_featurizer(settings: Settings, extractor: FeatureExtractor) -> Featuri
     cache = FeatureCache(settings.features_dir, extractor.fingerprint, extractor.num_features)
     return Featurizer(cache=cache, extractor=extractor, batch_size=settings.batch_size,
                       workers=settings.decode_workers, max_pixels=settings.max_image_pixels)
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    return FetchLimits(concurrency=settings.fetch_concurrency, per_host=settings.fetch_per_host,
+                       read_timeout=settings.fetch_timeout, retries=settings.fetch_retries,
+                       max_bytes=int(settings.max_upload_mb * 2**20), allow=tuple(settings.fetch_allow_hosts))
+
+
+def feed_sync(settings: Settings, engine: Engine) -> FeedSync:
+    """A feed sync into the engine's catalog, with the configured download limits (a context manager)."""
+    return FeedSync(engine, ImageStore(settings.images_dir), Fetcher(fetch_limits(settings)))
 
 
 def milvus_config(settings: Settings) -> MilvusConfig:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".lookalike"
 
@@ -62,6 +62,20 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts or networks (CIDR) that image downloads may reach although they are "
+        "not public (loopback, private, link-local), comma-separated; none by default.")
+    fetch_concurrency: int = Field(16, ge=1, le=256, description="Image downloads at once.")
+    fetch_per_host: int = Field(4, ge=1, le=64, description="Image downloads at once from one host.")
+    fetch_timeout: float = Field(20.0, gt=0, le=600, description="Seconds to wait for an image server's answer.")
+    fetch_retries: int = Field(3, ge=0, le=10, description="Retries of a download that timed out or got a 5xx/429.")
+
+    @field_validator("fetch_allow_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @cached_property
     def resolved_models_dir(self) -> Path:
@@ -91,6 +105,11 @@ class Settings(BaseSettings):
     @property
     def features_dir(self) -> Path:
         return self.home / "features"
+
+    @property
+    def images_dir(self) -> Path:
+        """Downloaded product images, kept by content."""
+        return self.home / "images"
 
 
 def get_settings() -> Settings:

@@ -47,3 +47,7 @@ class EmptyCatalogError(LookalikeError):
 
 class InvalidRequestError(LookalikeError):
     """A request's parameters are out of range or inconsistent (e.g. k < 1)."""
+
+
+class FetchError(LookalikeError):
+    """A URL could not be downloaded: refused, unreachable, an HTTP error, too large, or not an image."""

@@ -46,6 +46,8 @@ class SearchHit:
     item_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     colour_match: float | None = None  # palette similarity to the query, 0..1, where colour ranked the results
+    sku: str | None = None  # the product the item shows (a synced feed's)
+    product: dict[str, Any] | None = None  # that product's attributes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,17 +99,20 @@ class SearchService:
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
         started: float | None = None, dedupe_threshold: float | None = None, palettes: np.ndarray | None = None,
+        by_product: bool = False,
     ) -> list[SearchResult]:
-        """One response per query vector; ``dedupe_threshold`` keeps no two results that alike (still k of them
-        when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by colour too where
-        the candidates are in colour: a result's score loses up to ``colour_weight`` times the spread of its
-        category's candidates' scores for colours unlike the query's, and the results of each category are re-ranked
-        among themselves (``_by_colour``). The spread, not a fixed amount, so that colour weighs the same against a
-        head that packs its scores close together and one that spreads them wide."""
+        """One response per query vector. ``by_product`` keeps each product's best image only (k results = k
+        products; an item of no product stands for itself); ``dedupe_threshold`` keeps no two results that alike
+        (still k of them when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by
+        colour too where the candidates are in colour: a result's score loses up to ``colour_weight`` times the
+        spread of its category's candidates' scores for colours unlike the query's, and the results of each category
+        are re-ranked among themselves (``_by_colour``). The spread, not a fixed amount, so that colour weighs the
+        same against a head that packs its scores close together and one that spreads them wide."""
         self._check(k)
         started = started if started is not None else time.perf_counter()
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
-        fetch = k * CANDIDATES + 10 if dedupe_threshold is not None or palettes is not None else k
+        narrowed = dedupe_threshold is not None or palettes is not None or by_product
+        fetch = k * CANDIDATES + 10 if narrowed else k
         scores, ids = self._search_store(vectors, fetch + extra, category)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
         by_colour = palettes is not None and self.colour_weight > 0
@@ -121,14 +126,24 @@ class SearchService:
                     continue
                 similarity = round(float(score), 6)
                 hits.append(SearchHit(record.id, len(hits) + 1, similarity, similarity, record.category, record.path,
-                                      record.item_id, record.metadata))
+                                      record.item_id, record.metadata, sku=record.sku))
             if by_colour:
                 hits = self._by_colour(hits, colours, palettes[row])  # type: ignore[index]
+            if by_product:
+                hits = _best_per_product(hits)
             if dedupe_threshold is not None:
                 hits = self._distinct(hits, records, colours, dedupe_threshold, k)
-            responses.append(SearchResult(hits[:k], 0.0, vectors[row]))
+            responses.append(SearchResult(self._with_products(hits[:k]), 0.0, vectors[row]))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [replace(r, took_ms=took_ms) for r in responses]
+
+    def _with_products(self, hits: list[SearchHit]) -> list[SearchHit]:
+        """The hits with their products' attributes (one query, only when a hit shows a product)."""
+        skus = {h.sku for h in hits if h.sku}
+        if not skus:
+            return hits
+        products = self.engine.catalog.products.attributes(skus)
+        return [replace(h, product=products.get(h.sku)) if h.sku else h for h in hits]
 
     def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
         """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
@@ -183,12 +198,16 @@ class SearchService:
         return np.stack([colours[i] for i in ids])
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
-                        dedupe_threshold: float | None = None) -> SearchResult:
-        """Items most like a catalog item ("more like this"; itself excluded), its colours ranking as a photo's do."""
+                        dedupe_threshold: float | None = None, by_product: bool = False) -> SearchResult:
+        """Items most like a catalog item ("more like this"; itself and the other images of its product excluded),
+        its colours ranking as a photo's do."""
         started = time.perf_counter()
         vector = self.item_vectors([item_id])
-        return self.search_vectors(vector, k, category, exclude={item_id}, started=started,
-                                   dedupe_threshold=dedupe_threshold, palettes=self.item_palettes([item_id]))[0]
+        record = self.engine.catalog.get_items([item_id])[item_id]
+        exclude = {item_id, *(self.engine.catalog.products.item_ids([record.sku]) if record.sku else [])}
+        return self.search_vectors(vector, k, category, exclude=exclude, started=started,
+                                   dedupe_threshold=dedupe_threshold, palettes=self.item_palettes([item_id]),
+                                   by_product=by_product)[0]
 
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Embeddings of catalog items, in order; NotFoundError names unknown (or unreadable) ones."""
@@ -222,6 +241,18 @@ class SearchService:
         if item_ids:
             parts.append(self.item_vectors(item_ids))
         return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))
+
+
+def _best_per_product(hits: list[SearchHit]) -> list[SearchHit]:
+    """Each product's first (best) hit, re-ranked; hits of no product are kept."""
+    seen: set[str] = set()
+    kept = []
+    for hit in hits:
+        if hit.sku is None or hit.sku not in seen:
+            kept.append(hit)
+            if hit.sku is not None:
+                seen.add(hit.sku)
+    return [replace(h, rank=rank) for rank, h in enumerate(kept, 1)]
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Cookie, Depends, Form, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -114,6 +114,10 @@ async def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DED
 async def query_dedupe(state: State, dedupe: Annotated[bool, Query(description=DEDUPE_HELP)] = False) -> Dedupe:
     return await _dedupe(state, dedupe)
 
+
+GROUP_HELP = "`product`: one result per product (its best-matching image), so k results are k products."
+FormGroupBy = Annotated[Literal["product"] | None, Form(description=GROUP_HELP)]
+QueryGroupBy = Annotated[Literal["product"] | None, Query(description=GROUP_HELP)]
 
 FormCategory = Annotated[str | None, Depends(form_category)]
 QueryCategory = Annotated[str | None, Depends(query_category)]

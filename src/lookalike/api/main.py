@@ -18,14 +18,16 @@ from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
 from lookalike.api.limits import BodySizeLimit
-from lookalike.api.routes import discover, items, meta, search
+from lookalike.api.routes import discover, items, meta, products, search
 from lookalike.api.state import AppState
 from lookalike.bootstrap import open_engine
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine
 from lookalike.errors import (
     BackboneError,
+    CatalogSourceError,
     EmptyCatalogError,
+    FetchError,
     ImageDecodeError,
     ImageTooLargeError,
     InvalidRequestError,
@@ -45,6 +47,8 @@ STATUS_OF: list[tuple[type[LookalikeError], int]] = [
     (ImageTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (ImageDecodeError, status.HTTP_400_BAD_REQUEST),
     (InvalidRequestError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (CatalogSourceError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (FetchError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (NotFoundError, status.HTTP_404_NOT_FOUND),
     (EmptyCatalogError, status.HTTP_409_CONFLICT),
     (ModelMismatchError, status.HTTP_409_CONFLICT),
@@ -103,7 +107,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         return JSONResponse({"detail": problems or "invalid request", "errors": errors},
                             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    for module in (search, items, meta, discover):
+    for module in (search, items, products, meta, discover):
         app.include_router(module.router)
     plotly_js = _plotly_js()
     if plotly_js is not None:

@@ -19,7 +19,7 @@ def image_url(item: int, thumbnail: bool = False) -> str:
 def to_item(record: ItemRecord) -> Item:
     return Item(id=record.id, category=record.category, item_id=record.item_id, metadata=record.metadata,
                 model_version=record.model_version, image_url=image_url(record.id),
-                thumbnail_url=image_url(record.id, thumbnail=True))
+                thumbnail_url=image_url(record.id, thumbnail=True), sku=record.sku)
 
 
 def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
@@ -28,7 +28,8 @@ def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
     return [
         Result(id=h.id, rank=h.rank, score=h.score, similarity=h.similarity, confidence=round(float(c), 4),
                category=h.category, item_id=h.item_id, image_url=image_url(h.id),
-               thumbnail_url=image_url(h.id, thumbnail=True), metadata=h.metadata, colour_match=h.colour_match)
+               thumbnail_url=image_url(h.id, thumbnail=True), metadata=h.metadata, colour_match=h.colour_match,
+               sku=h.sku, product=h.product)
         for h, c in zip(hits, confidence, strict=True)
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Response
 from pydantic import BaseModel, Field, model_validator
@@ -55,6 +55,9 @@ class Result(BaseModel):
     colour_match: float | None = Field(None, description="How alike the colours of the result and the query are, "
                                        "0..1, where the catalog is in colour and colour ranked the results (the "
                                        "score then includes it, the similarity does not); null otherwise.")
+    sku: str | None = Field(None, description="The product the item shows (catalogs synced from a feed).")
+    product: dict[str, Any] | None = Field(None, description="That product's attributes (title, price, currency, "
+                                           "brand, color, size, availability, link, ...), as its feed gives them.")
 
 
 class SearchResponse(BaseModel):
@@ -73,6 +76,7 @@ class RefineRequest(BaseModel):
     k: int = Field(5, ge=1, le=1000)
     category: str | None = None
     dedupe: bool = False
+    group_by: Literal["product"] | None = Field(None, description="`product`: one result per product.")
 
     @model_validator(mode="after")
     def some_feedback(self) -> RefineRequest:
@@ -89,6 +93,7 @@ class Item(BaseModel):
     model_version: str
     image_url: str
     thumbnail_url: str
+    sku: str | None = Field(None, description="The product the item shows (catalogs synced from a feed).")
 
 
 class AddItemsResponse(BaseModel):
@@ -113,6 +118,7 @@ class HistoryEntry(BaseModel):
 
 class Stats(BaseModel):
     items: int
+    products: int = Field(0, description="Products (by SKU) from feeds and PUT /api/products.")
     categories: int
     index: dict[str, Any]
     backbone: str

@@ -1,4 +1,5 @@
-"""SQLAlchemy tables of the catalog database: items, search history, and shoppers' tastes."""
+"""SQLAlchemy tables of the catalog database: items and the products they show, search history, shoppers' tastes,
+downloaded images and background jobs."""
 
 from __future__ import annotations
 
@@ -31,6 +32,49 @@ class Item(Base):
     extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     model_version: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sku: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # the product it shows
+    image_url: Mapped[str | None] = mapped_column(Text, nullable=True)  # where the product's image came from
+
+
+class Product(Base):
+    """A merchant's product, keyed by SKU: its attributes, and the image URLs its items show (as applied: an image
+    that failed to download is left out, so the next sync tries it again)."""
+
+    __tablename__ = "products"
+
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    category: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Download(Base):
+    """A downloaded image by URL: where its bytes are kept (by content) and the validators for asking again."""
+
+    __tablename__ = "downloads"
+
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    """A background job (a feed sync started through the API), readable by every server worker."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # "queued", "running", "done" or "failed"
+    detail: Mapped[str] = mapped_column(Text, default="")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class ImageSignature(Base):

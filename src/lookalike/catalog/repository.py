@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Engine, LargeBinary, bindparam, create_engine, delete, event, func, insert, inspect, select
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    String,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
+from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
     ImageSignature,
@@ -22,38 +37,14 @@ from lookalike.catalog.models import (
     ShopperProfile,
     utcnow,
 )
+from lookalike.catalog.products import DownloadRepository, ProductRepository
+from lookalike.catalog.records import ItemRecord, NewItem
+
+__all__ = ["Catalog", "ItemRecord", "NewItem", "ShopperTaste", "StoredSignature"]
 
 
-@dataclass(frozen=True)
-class NewItem:
-    """An item about to be added (its id comes from the database)."""
-
-    path: str
-    content_hash: str
-    category: str | None = None
-    item_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ItemRecord:
-    """A catalog item as the rest of the code sees it."""
-
-    id: int
-    path: str
-    content_hash: str
-    category: str | None
-    item_id: str | None
-    metadata: dict[str, Any]
-    model_version: str
-
-    @classmethod
-    def of(cls, row: Item) -> ItemRecord:
-        return cls(row.id, row.path, row.content_hash, row.category, row.item_id, dict(row.extra or {}),
-                   row.model_version)
-
-
-_RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.item_id, Item.extra, Item.model_version)
+_RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.item_id, Item.extra, Item.model_version,
+                   Item.sku, Item.image_url)
 # Statements of the per-search path, built once: SQLAlchemy then reuses their compiled form with new parameters.
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
@@ -71,17 +62,22 @@ class StoredSignature(NamedTuple):
 
 
 # Columns added to a table after its first release: (table, column, type). ``create_all`` makes new tables only.
-_LATER_COLUMNS = [("image_signatures", "palette", LargeBinary()), ("image_signatures", "grey", LargeBinary())]
+_LATER_COLUMNS: list[tuple[str, str, TypeEngine[Any]]] = [
+    ("image_signatures", "palette", LargeBinary()), ("image_signatures", "grey", LargeBinary()),
+    ("items", "sku", String(200)), ("items", "image_url", Text())]
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    """Add the later columns an existing database lacks (as NULL)."""
+    """Add the later columns an existing database lacks (as NULL), and their indexes."""
     inspector = inspect(engine)
     for table, column, kind in _LATER_COLUMNS:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             with engine.begin() as connection:
                 connection.exec_driver_sql(
                     f"ALTER TABLE {table} ADD COLUMN {column} {kind.compile(dialect=engine.dialect)}")
+            for index in Base.metadata.tables[table].indexes:
+                if column in index.columns:
+                    index.create(engine, checkfirst=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -104,6 +100,9 @@ class Catalog:
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.products = ProductRepository(self._sessions)
+        self.downloads = DownloadRepository(self._sessions)
+        self.jobs = JobRepository(self._sessions)
 
     def session(self) -> Session:
         return self._sessions()
@@ -118,7 +117,7 @@ class Catalog:
         new ids in order."""
         rows = [
             Item(path=i.path, content_hash=i.content_hash, category=i.category, item_id=i.item_id,
-                 extra=i.metadata, model_version=model_version)
+                 extra=i.metadata, model_version=model_version, sku=i.sku, image_url=i.image_url)
             for i in items
         ]
         with self.session() as session, session.begin():
@@ -154,7 +153,8 @@ class Catalog:
             return {}
         with self.engine.connect() as connection:
             rows = connection.execute(_ITEMS_BY_ID, {"ids": wanted}).all()
-        return {row[0]: ItemRecord(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6]) for row in rows}
+        return {row[0]: ItemRecord(row[0], row[1], row[2], row[3], row[4], dict(row[5] or {}), row[6], row[7], row[8])
+                for row in rows}
 
     def get_items_by_paths(self, paths: Iterable[str]) -> list[ItemRecord]:
         wanted = list(paths)

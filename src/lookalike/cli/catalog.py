@@ -194,7 +194,7 @@ def print_response(query: Path, response, as_json: bool) -> None:  # noqa: ANN00
         line = {"query": str(query), "took_ms": round(response.took_ms, 2),
                 "results": [{"id": h.id, "rank": h.rank, "score": h.score, "category": h.category,
                              "path": h.path, "item_id": h.item_id, "colour_match": h.colour_match}
-                            for h in response.hits]}
+                            | ({"sku": h.sku, "product": h.product} if h.sku else {}) for h in response.hits]}
         out.print(json.dumps(line), markup=False)
         return
     table = Table(title=f"{query}  ({response.took_ms:.1f} ms)", title_justify="left")
@@ -274,6 +274,7 @@ def info(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 "home": str(settings.home),
                 "database": settings.resolved_database_url,
                 "items": engine.catalog.count(),
+                "products": engine.catalog.products.count(),
                 "categories": {str(k): v for k, v in sorted(engine.catalog.category_counts().items(),
                                                             key=lambda kv: str(kv[0]))},
                 "backbone": engine.extractor.fingerprint,

@@ -26,7 +26,7 @@ PARQUET_EXTENSIONS = frozenset({".parquet", ".pq"})
 MANIFEST_EXTENSIONS = CSV_EXTENSIONS | PARQUET_EXTENSIONS
 
 _KNOWN_COLUMNS = ("path", "category", "item_id")
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -92,21 +92,21 @@ def _is_missing(value: Any) -> bool:
     return False
 
 
-def _to_json_value(value: Any) -> Any:
-    """Convert a pandas/numpy/pyarrow cell to a JSON-serialisable Python value (``_MISSING`` for NaN)."""
+def json_value(value: Any) -> Any:
+    """Convert a pandas/numpy/pyarrow cell to a JSON-serialisable Python value (``MISSING`` for NaN)."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, list | tuple):
-        return [v for v in (_to_json_value(x) for x in value) if v is not _MISSING]
+        return [v for v in (json_value(x) for x in value) if v is not MISSING]
     if isinstance(value, dict):
-        out = {str(k): _to_json_value(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v is not _MISSING}
+        out = {str(k): json_value(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not MISSING}
     if _is_missing(value):
-        return _MISSING
+        return MISSING
     if isinstance(value, np.generic):
         value = value.item()
         if isinstance(value, float) and math.isnan(value):
-            return _MISSING
+            return MISSING
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -125,7 +125,7 @@ def _to_json_value(value: Any) -> Any:
     return str(value)
 
 
-def _to_optional_str(value: Any) -> str | None:
+def optional_str(value: Any) -> str | None:
     """Cell to a stripped string, or ``None`` when missing or empty; integral floats lose their ``.0``."""
     if _is_missing(value):
         return None
@@ -186,7 +186,7 @@ def read_manifest(path: Path) -> list[CatalogEntry]:
     has_item_id = "item_id" in frame.columns
     entries: list[CatalogEntry] = []
     for row_number, row in enumerate(frame.to_dict(orient="records"), start=1):
-        raw_path = _to_optional_str(row["path"])
+        raw_path = optional_str(row["path"])
         if raw_path is None:
             raise CatalogSourceError(f"Manifest {path}, data row {row_number}: empty 'path'")
         # Lexical normalisation under the resolved manifest folder: resolving every row would cost
@@ -194,14 +194,14 @@ def read_manifest(path: Path) -> list[CatalogEntry]:
         item_path = Path(os.path.normpath(os.path.join(base, os.path.expanduser(raw_path))))
         metadata: dict[str, Any] = {}
         for column in extra:
-            value = _to_json_value(row[column])
-            if value is not _MISSING:
+            value = json_value(row[column])
+            if value is not MISSING:
                 metadata[column] = value
         entries.append(
             CatalogEntry(
                 path=item_path,
-                category=_to_optional_str(row["category"]) if has_category else None,
-                item_id=_to_optional_str(row["item_id"]) if has_item_id else None,
+                category=optional_str(row["category"]) if has_category else None,
+                item_id=optional_str(row["item_id"]) if has_item_id else None,
                 metadata=metadata,
             )
         )

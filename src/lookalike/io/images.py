@@ -34,7 +34,7 @@ from lookalike.errors import ImageDecodeError, ImageTooLargeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUPPORTED_EXTENSIONS", "decode_image"]
+__all__ = ["SUPPORTED_EXTENSIONS", "decode_image", "sniff_image"]
 
 SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -236,6 +236,15 @@ def _scale_to_8bit(img: Image.Image) -> Image.Image:
     elif not (img.mode == "F" and lo >= 0.0 and hi <= 255.0):
         values = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+def sniff_image(data: bytes) -> str:
+    """The supported image format the bytes are, by their signature ("JPEG", "PNG", ...); ImageDecodeError saying
+    what they look like instead (an HTML page, text, ...) when they are none."""
+    kind = _image_kind(data[:512])
+    if kind is None:
+        raise ImageDecodeError(_unrecognised_reason(io.BytesIO(data[:512])))
+    return kind
 
 
 def _unrecognised_reason(fh: IO[bytes]) -> str:

@@ -32,7 +32,8 @@ def stats(state: State) -> Stats:
     """Catalog, model and index figures (no filesystem paths or server addresses: `lookalike info` has those)."""
     engine = state.engine
     index = {key: value for key, value in engine.store.describe().items() if key not in PRIVATE_INDEX_FIELDS}
-    return Stats(items=len(engine.store), categories=len(engine.store.category_counts()),
+    return Stats(items=len(engine.store), products=engine.catalog.products.count(),
+                 categories=len(engine.store.category_counts()),
                  index=index, backbone=engine.extractor.fingerprint, head=engine.head.version,
                  dim=engine.head.dim, searches=engine.catalog.count_searches(), confidence=asdict(state.confidence))
 

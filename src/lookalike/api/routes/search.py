@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
-from lookalike.api.deps import FormCategory, FormDedupe, Shopper, State, dedupe_for
+from lookalike.api.deps import FormCategory, FormDedupe, FormGroupBy, Shopper, State, dedupe_for
 from lookalike.api.presenters import search_answer
 from lookalike.api.schemas import READ, UPLOAD, RefineRequest, SearchResponse, error_responses
 from lookalike.api.uploads import read_upload
@@ -39,6 +39,7 @@ def search(
         description="Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them.")] = None,
     item_ids: Annotated[str | None, Form(description="Catalog ids of example items, comma-separated.")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
+    group_by: FormGroupBy = None,
 ) -> Response:
     """The query is the normalized mean embedding of every example (files and items)."""
     started = time.perf_counter()
@@ -54,7 +55,7 @@ def search(
     vector = state.service.example_vector(images, examples, labels)
     palette = state.service.example_palette(images, examples)
     found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
-                                         palettes=palette)[0]
+                                         palettes=palette, by_product=group_by == "product")[0]
     names += [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
     return search_answer(state, shopper, label, k, category, dedupe, found)
@@ -82,8 +83,8 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     disliked = state.service.item_vectors(body.disliked) if body.disliked else np.zeros((0, dim), np.float32)
     vector = rocchio(stored[1], liked, disliked)
     category, dedupe = check_category(state.engine, body.category), dedupe_for(state, body.dedupe)
-    found = state.service.search_vectors(vector, body.k, category, exclude=set(body.disliked),
-                                         started=started, dedupe_threshold=dedupe.threshold)[0]
+    found = state.service.search_vectors(vector, body.k, category, exclude=set(body.disliked), started=started,
+                                         dedupe_threshold=dedupe.threshold, by_product=body.group_by == "product")[0]
     if shopper:
         state.taste.record_feedback(shopper, body.liked, body.disliked)
     label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
