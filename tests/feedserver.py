@@ -30,6 +30,9 @@ class FeedServer:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.downloads: Counter[str] = Counter()  # 200 answers with a body
+        self.active: Counter[str] = Counter()  # requests being answered, by path prefix (up to the last "/")
+        self.most_active: Counter[str] = Counter()  # the most at once
+        self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
 
@@ -40,6 +43,7 @@ class FeedServer:
     def reset_counts(self) -> None:
         self.hits.clear()
         self.downloads.clear()
+        self.most_active.clear()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -52,7 +56,18 @@ class FeedServer:
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server interface
                 path = self.path.split("?", 1)[0]
-                server.hits[path] += 1
+                group = path.rsplit("/", 1)[0]
+                with server._lock:
+                    server.hits[path] += 1
+                    server.active[group] += 1
+                    server.most_active[group] = max(server.most_active[group], server.active[group])
+                try:
+                    self._route(path)
+                finally:
+                    with server._lock:
+                        server.active[group] -= 1
+
+            def _route(self, path: str) -> None:
                 route = server.routes.get(path)
                 if route is None:
                     return self._answer(404, b"not found", "text/plain")
@@ -80,7 +95,8 @@ class FeedServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return None
-                server.downloads[path] += 1
+                with server._lock:
+                    server.downloads[path] += 1
                 return self._answer(200, route.body, route.content_type, etag if route.etag else None)
 
             def _answer(self, status: int, body: bytes, content_type: str, etag: str | None = None) -> None:

@@ -62,11 +62,12 @@ class TasteProfiles:
         return self._taste(shopper)
 
     def recommend(self, shopper: str, k: int, dedupe_threshold: float | None = None) -> SearchResult:
-        """Items nearest the shopper's taste, leaving out what they were shown, liked or disliked; none without
-        a taste yet."""
+        """Items nearest the shopper's taste, one per product, leaving out what they were shown, liked or disliked;
+        none without a taste yet."""
         taste = self._taste(shopper)
         if not np.any(taste.vector):
             return SearchResult([], 0.0)
         exclude = self.catalog.shopper_items(shopper, ("seen", "liked", "disliked"), limit=MAX_EXCLUDED)
         query = normalize(taste.vector.reshape(1, -1))
-        return self.service.search_vectors(query, k, exclude=exclude, dedupe_threshold=dedupe_threshold)[0]
+        return self.service.search_vectors(query, k, exclude=exclude, dedupe_threshold=dedupe_threshold,
+                                           by_product=True)[0]

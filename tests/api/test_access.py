@@ -77,19 +77,24 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
     assert calls == [(b"nope", TOKEN.encode())]
 
 
+OPAQUE_KEYS = {"/api/report/files/{name}", "/api/products/{sku}", "/api/jobs/{job_id}"}
+
+
 def test_images_are_served_by_catalog_id_only(client, api_settings):
-    """No route takes a client-given path: ids are integers, report files an allowlist, static files stay put."""
+    """No route takes a client-given path: ids are integers, report files an allowlist, SKUs and job ids opaque keys
+    (never part of a file name as given), static files stay put."""
     schema = client.get("/openapi.json").json()
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path":
-                    assert parameter["schema"].get("type") == "integer" or path == "/api/report/files/{name}", path
+                    assert parameter["schema"].get("type") == "integer" or path in OPAQUE_KEYS, path
     secret = api_settings.home / "secret.db"  # a file beside the catalog's data, whatever the stores are
     secret.write_bytes(b"SQLite format 3\x00 top secret")
     for url in ["/api/items/..%2F..%2Fsecret.db/image", "/api/report/files/..%2F..%2Fsecret.db",
                 "/api/report/files/secret.db", "/../secret.db", "/%2e%2e/%2e%2e/secret.db", "/secret.db",
-                "/static/..%2F..%2F..%2Fsecret.db", f"/api/items/{secret}/image"]:
+                "/static/..%2F..%2F..%2Fsecret.db", f"/api/items/{secret}/image", "/api/products/..%2F..%2Fsecret.db",
+                "/api/jobs/..%2F..%2Fsecret.db"]:
         response = client.get(url)
         assert response.status_code in (404, 422), (url, response.status_code)
         assert b"top secret" not in response.content

@@ -25,6 +25,7 @@ from lookalike.index.faiss_store import FaissStore
 
 from apiserver import ingested
 from imagegen import write_catalog, write_tiny_backbone
+from killing import kill_repeatedly
 
 
 def assert_catalog_and_index_agree(settings: Settings, paths: list[Path] | None = None) -> int:
@@ -41,29 +42,6 @@ def assert_catalog_and_index_agree(settings: Settings, paths: list[Path] | None 
         return len(records)
     finally:
         engine.close()
-
-
-def kill_repeatedly(command: list[str], env: dict[str, str], rng: random.Random, runs: int, window: tuple[float, float],
-                    after_each=None, progress=None) -> int:  # noqa: ANN001
-    """Start ``command`` ``runs`` times and SIGKILL each at a random moment: ``window`` seconds after its start, or,
-    given ``progress`` (a count that grows as the command works), once that grew by a random amount in ``window``
-    (so the kills land mid-work however fast the machine is). Returns the kills."""
-    kills = 0
-    for _ in range(runs):
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if progress is None:
-            time.sleep(rng.uniform(*window))
-        else:
-            target = progress() + rng.randint(int(window[0]), int(window[1]))
-            while process.poll() is None and progress() < target:
-                time.sleep(0.01)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=60)
-        if after_each is not None:
-            after_each()
-    return kills
 
 
 def items_committed(home: Path):  # noqa: ANN201

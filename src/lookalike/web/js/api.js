@@ -35,19 +35,22 @@ export async function searchImage(blob, filename, { k, category, dedupe, extras 
   for (const extra of extras) form.append("file", extra.blob, extra.name);
   form.append("k", String(k));
   form.append("dedupe", String(Boolean(dedupe)));
+  form.append("group_by", "product");
   if (category) form.append("category", category);
   return (await request("/api/search", { method: "POST", body: form, signal })).body;
 }
 
 export async function similarTo(id, { k, category, dedupe, signal }) {
-  const params = new URLSearchParams({ k: String(k), dedupe: String(Boolean(dedupe)) });
+  const params = new URLSearchParams({ k: String(k), dedupe: String(Boolean(dedupe)), group_by: "product" });
   if (category) params.set("category", category);
   return (await request(`/api/items/${encodeURIComponent(id)}/similar?${params}`, { signal })).body;
 }
 
 /** Search again from a stored query, toward the liked results and away from the disliked ones. */
 export async function refineSearch(queryId, { liked, disliked, k, category, dedupe, signal }) {
-  const body = JSON.stringify({ query_id: queryId, liked, disliked, k, category: category || null, dedupe });
+  const body = JSON.stringify({
+    query_id: queryId, liked, disliked, k, category: category || null, dedupe, group_by: "product",
+  });
   return (await request("/api/search/refine", {
     method: "POST", body, signal, headers: { Accept: "application/json", "Content-Type": "application/json" },
   })).body;

@@ -30,7 +30,8 @@ function scoreBar(score) {
 const similarityOf = (result) => result.similarity ?? result.score;
 
 function resultLabel(result) {
-  return `Rank ${result.rank}: ${result.category ?? "uncategorised"}, item ${result.id}, similarity `
+  const what = result.product?.title ? `${result.product.title}, ` : "";
+  return `Rank ${result.rank}: ${what}${result.category ?? "uncategorised"}, item ${result.id}, similarity `
     + `${formatScore(similarityOf(result))}, confidence ${formatPercent(result.confidence)}. Show more like this.`;
 }
 
@@ -58,9 +59,35 @@ function feedbackButtons(result, feedback) {
   return el("div", { class: "feedback" }, [button("like", "More like this"), button("dislike", "Less like this")]);
 }
 
+/** "EUR 21.00", or the price alone without a currency; null without a price. */
+function formatPrice(product) {
+  if (typeof product.price !== "number") return null;
+  if (!product.currency) return product.price.toFixed(2);
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency: product.currency }).format(product.price);
+  } catch {
+    return `${product.currency} ${product.price.toFixed(2)}`;
+  }
+}
+
+/** A product's title, price and shop link, under its card (a link cannot sit inside the card's button). */
+function productInfo(result) {
+  const product = result.product;
+  if (!product) return null;
+  const link = typeof product.link === "string" && /^https?:\/\//i.test(product.link) ? product.link : null;
+  const price = formatPrice(product);
+  return el("div", { class: "product-info" }, [
+    el("span", { class: "product-title", text: product.title ?? result.sku }),
+    price ? el("span", { class: "product-price", text: price }) : null,
+    link ? el("a", { class: "product-link", href: link, target: "_blank", rel: "noopener noreferrer",
+      text: "View in shop", "aria-label": `View ${product.title ?? result.sku} in the shop` }) : null,
+  ]);
+}
+
 export function resultCard(result, onSelect, feedback = null) {
   const level = confidenceLevel(result.confidence);
-  const subtitle = result.item_id ? `Item ${result.id} · ${result.item_id}` : `Item ${result.id}`;
+  const subtitle = result.sku ? `SKU ${result.sku}`
+    : result.item_id ? `Item ${result.id} · ${result.item_id}` : `Item ${result.id}`;
   const button = el("button", {
     type: "button", class: "result-card", "aria-label": resultLabel(result), title: "Show more like this",
     dataset: {
@@ -84,7 +111,7 @@ export function resultCard(result, onSelect, feedback = null) {
       el("span", { class: "card-sub muted", text: subtitle }),
     ]),
   ]);
-  return el("li", { class: "result-item" }, [button, feedbackButtons(result, feedback)]);
+  return el("li", { class: "result-item" }, [button, productInfo(result), feedbackButtons(result, feedback)]);
 }
 
 /** `feedback` (optional): {get(id) -> "like"|"dislike"|undefined, toggle(id, kind)} for the thumb buttons. */
