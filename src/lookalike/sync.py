@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from lookalike.io.images import read_image_file, sniff_image
 log = logging.getLogger(__name__)
 
 PRUNE_LIMIT = 0.2  # the largest share of the catalog's products a sync removes without ``force``
-CHUNK = 256  # products downloaded, embedded and written at a time
+CHUNK = 64  # products downloaded, planned and written at a time
 MAX_FEED_BYTES = 2**30
 
 
@@ -74,12 +75,43 @@ class SyncRefusedError(InvalidRequestError):
 Progress = Callable[[int, int, "SyncReport"], None]  # (products done, products in the feed, the report so far)
 
 
+class _ItemPaths:
+    """The path each new item gets: its stored image's own, unless another item has that one (the same picture in
+    two products, or twice in one), then a link of its own (``ImageStore.item_path``). ``taken``: the paths of the
+    catalog's items and of the items planned so far."""
+
+    def __init__(self, images: ImageStore) -> None:
+        self.images, self.taken = images, set[str]()
+
+    def take(self, stored: Path, sku: str, position: int, own: set[str]) -> str:
+        """``own``: the paths of the items the new one replaces (they leave in the same transaction)."""
+        path = str(stored)
+        if path in self.taken and path not in own:
+            path = str(self.images.item_path(stored, sku, position))
+        own.discard(path)
+        self.taken.add(path)
+        return path
+
+
+@dataclass
+class _Planned:
+    """A chunk's changes on their way to the database: the vectors of its new items as they come, and how many
+    are still to come."""
+
+    changes: list[ProductChange]
+    current: dict[str, ProductRecord]
+    products: int
+    remaining: int = 0
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 @dataclass
 class _Image:
     url: str
     key: str | None = None
     path: Path | None = None
     error: str | None = None
+    how: str = "read"  # "downloaded", "not modified" (a 304) or "read" (a local file)
 
 
 def load_feed(source: str, fetcher: Fetcher, mapping: dict[str, str] | None = None) -> Feed:
@@ -126,14 +158,8 @@ class FeedSync:
         if gone and len(gone) > PRUNE_LIMIT * known and not force:
             raise SyncRefusedError(f"the feed lacks {len(gone)} of the catalog's {known} products (more than "
                                    f"{PRUNE_LIMIT:.0%}): nothing was changed; check the feed, or prune with --force")
-        since_save = 0
-        for start in range(0, len(feed.products), CHUNK):
-            since_save += self._sync_chunk(feed.products[start : start + CHUNK], report)
-            if since_save >= self.engine.checkpoint_every:
-                self.engine.save()
-                since_save = 0
-            if progress:
-                progress(min(start + CHUNK, len(feed.products)), len(feed.products), report)
+        chunks = [feed.products[start : start + CHUNK] for start in range(0, len(feed.products), CHUNK)]
+        self._stream(chunks, report, progress, len(feed.products))
         if gone:
             report.removed = self.remove(gone)
         self.engine.store.optimize(self.engine.memory_budget_bytes)
@@ -150,31 +176,79 @@ class FeedSync:
         self.images.forget([r.path for r in items], keep=set())
         return removed
 
-    def _sync_chunk(self, products: list[FeedProduct], report: SyncReport) -> int:
+    def _download(self, products: list[FeedProduct]
+                  ) -> tuple[list[FeedProduct], dict[str, ProductRecord], dict[str, _Image]]:
+        """The chunk's products as the catalog has them, and their images (downloaded, or found unchanged); runs
+        in a worker thread."""
         current = self.engine.catalog.products.get(p.sku for p in products)
         urls = list(dict.fromkeys(u for p in products for u in p.images))
-        had = {image.url: image for image in self._acquire(urls, report)}
+        return products, current, {image.url: image for image in self._acquire(urls)}
+
+    def _stream(self, chunks: list[list[FeedProduct]], report: SyncReport, progress: Progress | None,
+                total: int) -> None:
+        """Download, plan, embed and write the chunks as one stream: the next chunk downloads while this one's
+        images go through the backbone, and each chunk is written once its last image has (in feed order)."""
+        paths = _ItemPaths(self.images)
+        pending: deque[_Planned] = deque()
+        state = {"since_save": 0, "done": 0}
+
+        def write_ready() -> None:
+            while pending and pending[0].remaining == 0:
+                planned = pending.popleft()
+                state["since_save"] += self._write(planned, report)
+                if state["since_save"] >= self.engine.checkpoint_every:
+                    self.engine.save()
+                    state["since_save"] = 0
+                state["done"] += planned.products
+                if progress:
+                    progress(state["done"], total, report)
+
+        def new_items() -> Iterator[tuple[_Planned, NewItem]]:
+            for products, current, had in bounded_map(self._download, chunks, 2, 2):
+                report.downloaded += sum(1 for i in had.values() if i.how == "downloaded")
+                report.not_modified += sum(1 for i in had.values() if i.how == "not modified")
+                paths.taken |= self.engine.catalog.known_paths(str(i.path) for i in had.values() if i.path)
+                planned = self._plan(products, current, had, paths, report)
+                pending.append(planned)
+                yield from ((planned, item) for change in planned.changes for item in change.items or [])
+                write_ready()
+
+        for batch in self.engine.featurizer.iter_batches(new_items(), lambda pair: Path(pair[1].path)):
+            for (planned, item), reason in batch.failures:
+                report.failures.append({"sku": item.sku, "url": item.image_url, "reason": reason})
+                planned.remaining -= 1
+            vectors = self.engine.embed(batch.features) if batch.items else np.zeros((0, 0), np.float32)
+            for (planned, item), vector in zip(batch.items, vectors, strict=True):
+                planned.vectors[item.path] = vector
+                planned.remaining -= 1
+            write_ready()
+        write_ready()
+
+    def _plan(self, products: list[FeedProduct], current: dict[str, ProductRecord], had: dict[str, _Image],
+              paths: _ItemPaths, report: SyncReport) -> _Planned:
+        """What to write for a chunk of products, given their images."""
         changes: list[ProductChange] = []
         for product in products:
-            images = [had[u] for u in product.images]
+            images = [had[u] for u in dict.fromkeys(product.images)]
             good = [i for i in images if i.error is None]
             report.failures += [{"row": product.row, "sku": product.sku, "url": i.url, "reason": i.error}
                                 for i in images if i.error is not None]
             if not good:
                 report.failed += 1
                 continue
-            change = self._change(product, good, current.get(product.sku), report)
+            change = self._change(product, good, current.get(product.sku), paths, report)
             if change is not None:
                 changes.append(change)
-        return self._write(changes, current, report)
+        return _Planned(changes, current, len(products), remaining=sum(len(c.items or []) for c in changes))
 
-    def _change(self, product: FeedProduct, images: list[_Image], current: ProductRecord | None,
+    def _change(self, product: FeedProduct, images: list[_Image], current: ProductRecord | None, paths: _ItemPaths,
                 report: SyncReport) -> ProductChange | None:
         urls = [i.url for i in images]
         change = ProductChange(product.sku, product.category, product.attributes, urls)
         shown = [(r.image_url, r.content_hash) for r in current.items] if current else []
         if current is None or shown != [(i.url, i.key) for i in images] or current.category != product.category:
-            change.items = [NewItem(str(self.images.item_path(i.path, product.sku, n)), i.key or "", product.category,
+            own = {r.path for r in current.items} if current else set()
+            change.items = [NewItem(paths.take(i.path, product.sku, n, own), i.key or "", product.category,
                                     product.sku, {"position": n}, product.sku, i.url)
                             for n, i in enumerate(images) if i.path is not None]
             change.replaced = [r.id for r in current.items] if current else []
@@ -185,22 +259,15 @@ class FeedSync:
         report.unchanged += 1
         return None
 
-    def _write(self, changes: list[ProductChange], current: dict[str, ProductRecord], report: SyncReport) -> int:
-        """Embed the new items, write the chunk in one transaction, then bring the index in step."""
-        engine = self.engine
-        vectors: dict[str, np.ndarray] = {}
-        new_items = [(c, i) for c in changes if c.items is not None for i in c.items]
-        for batch in engine.featurizer.iter_batches(new_items, lambda ci: Path(ci[1].path)):
-            for (change, item), reason in batch.failures:
-                report.failures.append({"sku": change.sku, "url": item.image_url, "reason": reason})
-            if batch.items:
-                embedded = engine.embed(batch.features)
-                vectors.update({item.path: v for (_, item), v in zip(batch.items, embedded, strict=True)})
+    def _write(self, planned: _Planned, report: SyncReport) -> int:
+        """Write a chunk in one transaction (its images embedded), then bring the index in step; returns the items
+        added."""
+        engine, vectors, current = self.engine, planned.vectors, planned.current
+        changes = planned.changes
         for change in changes:
             if change.items is not None:
                 change.items = [i for i in change.items if i.path in vectors]
-        failed = [c for c in changes if c.items == []]
-        report.failed += len(failed)
+        report.failed += sum(1 for c in changes if c.items == [])
         changes = [c for c in changes if c.items != []]
         for change in changes:
             if change.items is not None:
@@ -221,36 +288,34 @@ class FeedSync:
                 self.images.forget([r.path for r in old], keep={i.path for i in change.items or []})
         return added
 
-    def _acquire(self, urls: list[str], report: SyncReport) -> list[_Image]:
+    def _acquire(self, urls: list[str]) -> list[_Image]:
         """Every image's bytes, kept by content: known URLs asked again conditionally, the rest downloaded."""
         known = self.engine.catalog.downloads.get(u for u in urls if u.startswith(("http://", "https://")))
         results = list(bounded_map(lambda u: self._one(u, known.get(u)), urls, self.fetcher.limits.concurrency,
                                    2 * self.fetcher.limits.concurrency))
-        fresh = [record for _, record, _ in results if record is not None]
+        fresh = [record for _, record in results if record is not None]
         if fresh:
             self.engine.catalog.downloads.save(fresh)
-        report.downloaded += sum(1 for _, _, how in results if how == "downloaded")
-        report.not_modified += sum(1 for _, _, how in results if how == "not modified")
-        return [image for image, _, _ in results]
+        return [image for image, _ in results]
 
-    def _one(self, url: str, known: DownloadRecord | None) -> tuple[_Image, DownloadRecord | None, str]:
-        """An image, the download record to save (None when unchanged) and how it was had."""
+    def _one(self, url: str, known: DownloadRecord | None) -> tuple[_Image, DownloadRecord | None]:
+        """An image, and the download record to save (None when unchanged)."""
         if not url.startswith(("http://", "https://")):
-            return self._local(url), None, "read"
+            return self._local(url), None
         stored = Path(known.path) if known else None
         fresh = stored is not None and stored.is_file()
         try:
             answer = self.fetcher.fetch(url, known.etag if fresh and known else None,
                                         known.last_modified if fresh and known else None)
         except FetchError as exc:
-            return _Image(url, error=str(exc)), None, "failed"
+            return _Image(url, error=str(exc)), None
         if answer.data is None and known is not None and stored is not None:
-            return _Image(url, known.content_hash, stored), None, "not modified"
+            return _Image(url, known.content_hash, stored, how="not modified"), None
         data = answer.data or b""
         key = content_key(data)
         path = self.images.put(data, key, answer.image_format or "")
-        return _Image(url, key, path), DownloadRecord(url, key, str(path), answer.etag, answer.last_modified), \
-            "downloaded"
+        return _Image(url, key, path, how="downloaded"), DownloadRecord(url, key, str(path), answer.etag,
+                                                                        answer.last_modified)
 
     def _local(self, name: str) -> _Image:
         if not self._local_files:

@@ -96,13 +96,17 @@ def test_a_multi_image_search_names_the_unreadable_file(client):
     assert single.status_code == 400 and "notes.txt" in single.json()["detail"]
 
 
+CATALOG_CHANGES = ("/api/items", "/api/products", "/api/sync")
+UPLOADS = {("post", "/api/items"), ("post", "/api/search"), ("put", "/api/products/{sku}"), ("post", "/api/sync")}
+
+
 def test_openapi_lists_for_each_operation_only_the_errors_it_can_answer(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path, operations in paths.items():
         for method, operation in operations.items():
             codes = set(operation["responses"])
-            writes = method in ("post", "put", "delete") and path.startswith("/api/items")
+            writes = method in ("post", "put", "delete") and path.startswith(CATALOG_CHANGES)
             assert ({"401", "403"} <= codes) == writes, (method, path, codes)
-            uploads = (method, path) in {("post", "/api/items"), ("post", "/api/search")}
+            uploads = (method, path) in UPLOADS
             assert ("413" in codes) == uploads, (method, path, codes)
     assert {"401", "413"}.isdisjoint(paths["/api/history"]["get"]["responses"])

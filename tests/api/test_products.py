@@ -112,8 +112,12 @@ def test_products_are_upserted_and_deleted(shop, server, auth):
     found = client.post("/api/search", files={"file": ("q.jpg", upload, "image/jpeg")}, data={"k": "1"}).json()
     assert found["results"][0]["sku"] == "UP-1" and found["results"][0]["product"] == {"title": "Uploaded"}
 
+    twin = client.put("/api/products/RED-2", json={**body, "images": [f"{server.url}/img/tees-2.jpg"] * 2},
+                      headers=auth).json()  # the same picture as RED-1's (a placeholder photo, say)
+    assert len(twin["images"]) == 1 and twin["images"][0]["id"] != created.json()["images"][0]["id"]
     assert client.delete("/api/products/RED-1", headers=auth).status_code == 204
     assert client.get("/api/products/RED-1").status_code == 404
+    assert client.get(twin["images"][0]["image_url"]).status_code == 200  # its own file survived RED-1's removal
     assert client.delete("/api/products/RED-1", headers=auth).status_code == 404
     results = client.post("/api/search", files={"file": ("q.jpg", jpeg(make_product("tees", 2, 160)), "image/jpeg")},
                           data={"k": "5"}).json()["results"]

@@ -94,14 +94,16 @@ class ProductRepository:
 
     def apply(self, changes: Sequence[ProductChange], model_version: str) -> dict[str, list[int]]:
         """Write the changes in one transaction; returns the ids of the new items by SKU."""
-        with self._sessions() as session, session.begin():
+        skus = [c.sku for c in changes]
+        with self._sessions() as session, session.begin(), session.no_autoflush:
             replaced = [i for c in changes for i in c.replaced]
             for start in range(0, len(replaced), CHUNK):
                 session.execute(delete(Item).where(Item.id.in_(replaced[start : start + CHUNK])))
-            session.flush()
+            existing = {p.sku: p for start in range(0, len(skus), CHUNK)
+                        for p in session.scalars(select(Product).where(Product.sku.in_(skus[start : start + CHUNK])))}
             rows: dict[str, list[Item]] = {}
             for change in changes:
-                product = session.get(Product, change.sku) or Product(sku=change.sku)
+                product = existing.get(change.sku) or Product(sku=change.sku)
                 product.category, product.attributes = change.category, change.attributes
                 product.image_urls, product.updated_at = change.image_urls, utcnow()
                 session.add(product)
@@ -111,8 +113,7 @@ class ProductRepository:
                                              sku=change.sku, image_url=i.image_url) for i in change.items]
                     session.add_all(rows[change.sku])
             session.flush()
-            new_ids = {sku: [row.id for row in added] for sku, added in rows.items()}
-        return new_ids
+            return {sku: [row.id for row in added] for sku, added in rows.items()}
 
     def item_ids(self, skus: Iterable[str]) -> list[int]:
         wanted = sorted(set(skus))

@@ -1,6 +1,6 @@
 """Downloaded images on disk, kept by content: ``ROOT/<k[:2]>/<k>.<ext>`` for content key ``k``, written once,
-atomically. A catalog item needs a path of its own (two products may show the same picture), so each item that
-shows a stored image gets a hard link to it (a copy where the file system has none) under ``ROOT/items/``."""
+atomically. A catalog item needs a path of its own, so where two items show the same picture (two products, say),
+the second gets a hard link to it (a copy where the file system has none) under ``ROOT/items/``."""
 
 from __future__ import annotations
 
