@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import free_port, machine, median, write_catalog_jpegs
+from common import free_port, machine, median, process_tree_cpu, write_catalog_jpegs
 
 from lookalike.bootstrap import feed_sync, load_extractor, open_engine
 from lookalike.config import Settings
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/feedbench"))
+    parser.add_argument("--per-host", type=int, help="Downloads at once from the one host (default: the setting's).")
     args = parser.parse_args()
     images_needed = args.skus + (args.skus + 3) // 4
     catalog = write_catalog_jpegs(args.work / "catalog", images_needed)
@@ -70,6 +71,8 @@ def main() -> None:
         shutil.copytree(catalog, folder, ignore=shutil.ignore_patterns("feed.csv", ".complete"))
     models = args.work / "models"
     common = {"models_dir": models, "fetch_allow_hosts": ["127.0.0.1"], "_env_file": None}
+    if args.per_host:
+        common["fetch_per_host"] = args.per_host
     load_extractor(Settings(home=args.work / "warm", **common))  # export the backbone once, outside the clock
     rows = []
     try:
@@ -102,8 +105,11 @@ def main() -> None:
             rows.append(row)
             print(f"round {round_number}: " + ", ".join(f"{k} {v:,.2f}" for k, v in row.items()), flush=True)
     finally:
+        server_cpu = process_tree_cpu(served.pid)
         served.terminate()
+    per_host = Settings(**common).fetch_per_host  # type: ignore[arg-type]
     summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "skus": args.skus, "images": images,
+               "per_host": per_host, "server_cpu_s": round(server_cpu, 1),
                "rounds": rows, "median": {k: median([r[k] for r in rows]) for k in rows[0]}}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=2))

@@ -44,7 +44,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from lookalike.calibrations import Calibration, load_or_fit
-from lookalike.catalog.repository import ItemRecord, StoredSignature
+from lookalike.catalog.repository import Catalog, ItemRecord, StoredSignature
 from lookalike.engine import Engine
 from lookalike.errors import ImageDecodeError, InvalidRequestError
 from lookalike.io.images import decode_image
@@ -154,7 +154,7 @@ def copy_evidence(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> CopyEv
             kinds.append(kind)
             hash_bits.append(own.hash_distance(signature(copy)))
             greys.append((own.grey, grey_thumbnail(copy)))
-    kept, vectors = readable_item_vectors(engine, list({r.id: r for r in originals}.values()))
+    kept, vectors = readable_item_vectors(engine.featurizer, engine.head, list({r.id: r for r in originals}.values()))
     if len(kept) < 2:
         return empty
     by_id = {r.id: v for r, v in zip(kept, vectors, strict=True)}
@@ -173,7 +173,7 @@ def copy_evidence(engine: Engine, sample: int = SAMPLE, seed: int = 0) -> CopyEv
                 nearest.append(score)
                 nearest_pairs.append((record, others[other]))
                 break
-    known = image_signatures(engine, [r for pair in nearest_pairs for r in pair])
+    known = image_signatures(engine.catalog, [r for pair in nearest_pairs for r in pair])
     missing = Signature(0, b"")
     pair_greys = [(known.get(a.content_hash, missing).grey, known.get(b.content_hash, missing).grey)
                   for a, b in nearest_pairs]
@@ -262,7 +262,7 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
     pairs: list[np.ndarray] = []
     records = list(engine.catalog.iter_items())
     for start in range(0, len(records), BATCH):
-        kept, vectors = readable_item_vectors(engine, records[start : start + BATCH])
+        kept, vectors = readable_item_vectors(engine.featurizer, engine.head, records[start : start + BATCH])
         rows = engine.store.range_search(vectors, candidate_floor(threshold, PIXEL_WIDTH), limit=NEIGHBOURS + 1)
         for record, (scores, ids) in zip(kept, rows, strict=True):
             other = ids != record.id
@@ -282,7 +282,7 @@ def find_duplicates(engine: Engine, threshold: float) -> list[DuplicateGroup]:
     src_ids, dst_ids, score, nominated = src_ids[known], dst_ids[known], score[known], nominated[known]
     ends = [by_id[int(i)] for i in np.unique(np.r_[src_ids, dst_ids])]
     left, right = [by_id[int(i)] for i in src_ids], [by_id[int(i)] for i in dst_ids]
-    duplicate = _agree(image_signatures(engine, ends), left, right, score, threshold, nominated)
+    duplicate = _agree(image_signatures(engine.catalog, ends), left, right, score, threshold, nominated)
     src_ids, dst_ids, score = src_ids[duplicate], dst_ids[duplicate], score[duplicate]
     if not len(src_ids):
         return []
@@ -336,10 +336,10 @@ def _agree(signatures: dict[str, Signature], left: list[ItemRecord], right: list
 _UNREADABLE: set[str] = set()  # content hashes whose image could not be read
 
 
-def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Signature]:
+def image_signatures(catalog: Catalog, records: list[ItemRecord]) -> dict[str, Signature]:
     """Signatures of the items' images by content hash: stored ones, the rest computed (and stored); an image that
     cannot be read is left out (and reported once per process, not at every search that meets it)."""
-    stored = engine.catalog.image_signatures(r.content_hash for r in records)
+    stored = catalog.image_signatures(r.content_hash for r in records)
     out = {key: Signature(int(s.phash, 16), s.colour, s.palette, s.grey) for key, s in stored.items()}
     computed: dict[str, StoredSignature] = {}
     for record in records:
@@ -355,7 +355,7 @@ def image_signatures(engine: Engine, records: list[ItemRecord]) -> dict[str, Sig
         computed[record.content_hash] = StoredSignature(f"{found.phash:016x}", found.colour, found.palette,
                                                         found.grey)
     if computed:
-        engine.catalog.save_image_signatures(computed)
+        catalog.save_image_signatures(computed)
     return out
 
 

@@ -155,7 +155,7 @@ def index_records(
     unreadable: list[tuple[str, str]] = []
     added = 0
     for start in range(0, len(records), INDEX_CHUNK):
-        kept, vectors, failures = embed_records(engine, records[start : start + INDEX_CHUNK])
+        kept, vectors, failures = embed_records(engine.featurizer, engine.head, records[start : start + INDEX_CHUNK])
         if kept:
             engine.store.add(np.array([r.id for r in kept]), vectors, [r.category for r in kept])
         added += len(kept)

@@ -18,6 +18,7 @@ from lookalike.catalog.repository import ItemRecord
 from lookalike.duplicates import collapse, image_signatures
 from lookalike.engine import Engine
 from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
+from lookalike.index.base import VectorStore
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import readable_item_vectors
 from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colour_mismatch, colourfulness, palette
@@ -147,7 +148,7 @@ class SearchService:
 
     def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
         """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
-        found = image_signatures(self.engine, records)
+        found = image_signatures(self.engine.catalog, records)
         none = np.zeros(PALETTE_BINS, np.float32)
         return {r.id: found[r.content_hash].palette_vector() if r.content_hash in found else none for r in records}
 
@@ -175,7 +176,7 @@ class SearchService:
                   threshold: float, k: int) -> list[SearchHit]:
         """The best ``k`` hits of which no two are duplicates (``threshold``-alike and of the same colours),
         re-ranked."""
-        kept, vectors = readable_item_vectors(self.engine, [records[h.id] for h in hits])
+        kept, vectors = readable_item_vectors(self.engine.featurizer, self.engine.head, [records[h.id] for h in hits])
         by_id = {h.id: h for h in hits}
         kept_hits = [by_id[r.id] for r in kept]
         palettes = np.stack([colours[r.id] for r in kept]) if kept else np.zeros((0, PALETTE_BINS), np.float32)
@@ -215,7 +216,7 @@ class SearchService:
         missing = [str(i) for i in ids if i not in records]
         if missing:
             raise NotFoundError(f"no item with id {', '.join(missing[:10])}")
-        kept, vectors = readable_item_vectors(self.engine, [records[i] for i in ids])
+        kept, vectors = readable_item_vectors(self.engine.featurizer, self.engine.head, [records[i] for i in ids])
         if len(kept) != len(ids):
             lost = sorted(set(ids) - {r.id for r in kept})
             raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")
@@ -262,12 +263,12 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1)
 
 
-def check_category(engine: Engine, category: str | None) -> str | None:
+def check_category(store: VectorStore, category: str | None) -> str | None:
     """The category filter to search with: None for none; InvalidRequestError naming the known categories for one
     the catalog does not have (an empty catalog passes: the search says it is empty)."""
-    if not category or len(engine.store) == 0:
+    if not category or len(store) == 0:
         return category or None
-    known = engine.store.category_counts()
+    known = store.category_counts()
     if category not in known:
         names = ", ".join(sorted(known)[:20]) or "none"
         raise InvalidRequestError(f"unknown category {category!r}; known: {names}")

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,24 +188,41 @@ class FeedSync:
     def _stream(self, chunks: list[list[FeedProduct]], report: SyncReport, progress: Progress | None,
                 total: int) -> None:
         """Download, plan, embed and write the chunks as one stream: the next chunk downloads while this one's
-        images go through the backbone, and each chunk is written once its last image has (in feed order)."""
+        images go through the backbone, and each chunk is written, by a writer thread, once its last image has
+        (in feed order), so the backbone never waits for the database."""
         paths = _ItemPaths(self.images)
         pending: deque[_Planned] = deque()
-        state = {"since_save": 0, "done": 0}
+        writing: deque[tuple[_Planned, Future[dict[str, int]]]] = deque()
+        since_save = [0]  # touched by the writer thread only
+        done = 0
+
+        def write(planned: _Planned) -> dict[str, int]:
+            outcome = self._write(planned)
+            since_save[0] += outcome["items"]
+            if since_save[0] >= self.engine.checkpoint_every:
+                self.engine.save()
+                since_save[0] = 0
+            return outcome
+
+        def collect(wait: bool) -> None:
+            nonlocal done
+            while writing and (wait or writing[0][1].done()):
+                planned, future = writing.popleft()
+                outcome = future.result()
+                for key in ("added", "reimaged", "failed"):
+                    setattr(report, key, getattr(report, key) + outcome[key])
+                done += planned.products
+                if progress:
+                    progress(done, total, report)
 
         def write_ready() -> None:
             while pending and pending[0].remaining == 0:
                 planned = pending.popleft()
-                state["since_save"] += self._write(planned, report)
-                if state["since_save"] >= self.engine.checkpoint_every:
-                    self.engine.save()
-                    state["since_save"] = 0
-                state["done"] += planned.products
-                if progress:
-                    progress(state["done"], total, report)
+                writing.append((planned, writer.submit(write, planned)))
+            collect(wait=False)
 
         def new_items() -> Iterator[tuple[_Planned, NewItem]]:
-            for products, current, had in bounded_map(self._download, chunks, 2, 2):
+            for products, current, had in bounded_map(self._download, chunks, 2, 3):
                 report.downloaded += sum(1 for i in had.values() if i.how == "downloaded")
                 report.not_modified += sum(1 for i in had.values() if i.how == "not modified")
                 paths.taken |= self.engine.catalog.known_paths(str(i.path) for i in had.values() if i.path)
@@ -213,16 +231,18 @@ class FeedSync:
                 yield from ((planned, item) for change in planned.changes for item in change.items or [])
                 write_ready()
 
-        for batch in self.engine.featurizer.iter_batches(new_items(), lambda pair: Path(pair[1].path)):
-            for (planned, item), reason in batch.failures:
-                report.failures.append({"sku": item.sku, "url": item.image_url, "reason": reason})
-                planned.remaining -= 1
-            vectors = self.engine.embed(batch.features) if batch.items else np.zeros((0, 0), np.float32)
-            for (planned, item), vector in zip(batch.items, vectors, strict=True):
-                planned.vectors[item.path] = vector
-                planned.remaining -= 1
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-sync-writer") as writer:
+            for batch in self.engine.featurizer.iter_batches(new_items(), lambda pair: Path(pair[1].path)):
+                for (planned, item), reason in batch.failures:
+                    report.failures.append({"sku": item.sku, "url": item.image_url, "reason": reason})
+                    planned.remaining -= 1
+                vectors = self.engine.embed(batch.features) if batch.items else np.zeros((0, 0), np.float32)
+                for (planned, item), vector in zip(batch.items, vectors, strict=True):
+                    planned.vectors[item.path] = vector
+                    planned.remaining -= 1
+                write_ready()
             write_ready()
-        write_ready()
+            collect(wait=True)
 
     def _plan(self, products: list[FeedProduct], current: dict[str, ProductRecord], had: dict[str, _Image],
               paths: _ItemPaths, report: SyncReport) -> _Planned:
@@ -259,34 +279,31 @@ class FeedSync:
         report.unchanged += 1
         return None
 
-    def _write(self, planned: _Planned, report: SyncReport) -> int:
-        """Write a chunk in one transaction (its images embedded), then bring the index in step; returns the items
-        added."""
+    def _write(self, planned: _Planned) -> dict[str, int]:
+        """Write a chunk in one transaction (its images embedded), then bring the index in step; returns how many
+        products were added, re-imaged or failed (no image could be embedded), and the items added."""
         engine, vectors, current = self.engine, planned.vectors, planned.current
         changes = planned.changes
         for change in changes:
             if change.items is not None:
                 change.items = [i for i in change.items if i.path in vectors]
-        report.failed += sum(1 for c in changes if c.items == [])
+        outcome = {"failed": sum(1 for c in changes if c.items == []), "added": 0, "reimaged": 0, "items": 0}
         changes = [c for c in changes if c.items != []]
         for change in changes:
             if change.items is not None:
-                is_new = change.sku not in current
-                report.added += is_new
-                report.reimaged += not is_new
+                outcome["added" if change.sku not in current else "reimaged"] += 1
         new_ids = engine.catalog.products.apply(changes, engine.model_version)
-        added = 0
         for change in changes:
             ids = new_ids.get(change.sku)
             if ids and change.items:
                 engine.store.add(np.asarray(ids, np.int64), np.stack([vectors[i.path] for i in change.items]),
                                  [change.category] * len(ids))
-                added += len(ids)
+                outcome["items"] += len(ids)
             if change.replaced:
                 engine.store.remove(np.asarray(change.replaced, np.int64))
                 old = current[change.sku].items
                 self.images.forget([r.path for r in old], keep={i.path for i in change.items or []})
-        return added
+        return outcome
 
     def _acquire(self, urls: list[str]) -> list[_Image]:
         """Every image's bytes, kept by content: known URLs asked again conditionally, the rest downloaded."""
@@ -303,7 +320,7 @@ class FeedSync:
         if not url.startswith(("http://", "https://")):
             return self._local(url), None
         stored = Path(known.path) if known else None
-        fresh = stored is not None and stored.is_file()
+        fresh = stored is not None and self.images.has(stored)
         try:
             answer = self.fetcher.fetch(url, known.etag if fresh and known else None,
                                         known.last_modified if fresh and known else None)

@@ -99,12 +99,12 @@ async def _dedupe(state: AppState, asked: bool) -> Dedupe:
 async def form_category(state: State, category: Annotated[str | None, Form(description=CATEGORY_HELP)] = None,
                         ) -> str | None:
     """The category filter (None for none); 422 naming the known categories for one the catalog lacks."""
-    return check_category(state.engine, category)
+    return check_category(state.engine.store, category)
 
 
 async def query_category(state: State, category: Annotated[str | None, Query(description=CATEGORY_HELP)] = None,
                          ) -> str | None:
-    return check_category(state.engine, category)
+    return check_category(state.engine.store, category)
 
 
 async def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DEDUPE_HELP)] = False) -> Dedupe:

@@ -150,9 +150,13 @@ class DownloadRepository:
         return out
 
     def save(self, records: Iterable[DownloadRecord]) -> None:
-        with self._sessions() as session, session.begin():
-            for record in records:
-                row = session.get(Download, record.url) or Download(url=record.url)
+        wanted = {r.url: r for r in records}
+        urls = sorted(wanted)
+        with self._sessions() as session, session.begin(), session.no_autoflush:
+            rows = {row.url: row for start in range(0, len(urls), CHUNK)
+                    for row in session.scalars(select(Download).where(Download.url.in_(urls[start : start + CHUNK])))}
+            for url, record in wanted.items():
+                row = rows.get(url) or Download(url=url)
                 row.content_hash, row.path = record.content_hash, record.path
                 row.etag, row.last_modified, row.fetched_at = record.etag, record.last_modified, utcnow()
                 session.add(row)

@@ -141,7 +141,7 @@ def search(
         service = SearchService(engine, colour_weight=settings.colour_weight)
         try:
             try:
-                category = check_category(engine, category)
+                category = check_category(engine.store, category)
             except InvalidRequestError as exc:
                 raise fail(str(exc), 2) from None  # bad input, like an unreadable query
             if together:

@@ -21,13 +21,23 @@ class ImageStore:
         self.root = root
 
     def put(self, data: bytes, key: str, image_format: str) -> Path:
-        """Keep the bytes (content key ``key``) unless they are kept already; returns their path."""
+        """Keep the bytes (content key ``key``) unless they are kept already; returns their path. Written without
+        fsync (see ``atomic_write``): a machine's crash can lose a kept image, never tear one, and
+        :meth:`has` tells a lost one, which is then downloaded again."""
         path = self.root / key[:2] / f"{key}{EXTENSIONS.get(image_format, '.img')}"
-        if not path.is_file():
+        if not self.has(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as file:
+            with atomic_write(path, durable=False) as file:
                 file.write(data)
         return path
+
+    @staticmethod
+    def has(path: Path) -> bool:
+        """Whether a kept image is there and not empty (an empty one is what a crash before the flush leaves)."""
+        try:
+            return path.stat().st_size > 0
+        except OSError:
+            return False
 
     def item_path(self, stored: Path, sku: str, position: int) -> Path:
         """A path of its own for the ``position``-th image of product ``sku``, showing the stored image."""

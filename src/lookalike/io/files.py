@@ -23,15 +23,18 @@ def safe_file_name(text: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """Replace ``path`` with what is written to the yielded binary file, when the block ends without error."""
+def atomic_write(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """Replace ``path`` with what is written to the yielded binary file, when the block ends without error.
+    ``durable`` False skips the fsyncs: a killed process still cannot leave a part of the file, but a machine that
+    loses power may lose the file (for data that can be fetched again, thousands of files at a time)."""
     tmp = _temp_beside(path)
     try:
         with tmp.open("wb") as file:
             yield file
-            file.flush()
-            os.fsync(file.fileno())
-        _commit(tmp, path)
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        _commit(tmp, path, durable)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -80,9 +83,9 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _commit(tmp: Path, path: Path) -> None:
+def _commit(tmp: Path, path: Path, durable: bool = True) -> None:
     os.replace(tmp, path)
-    if os.name == "posix":  # a directory cannot be opened for fsync on Windows
+    if durable and os.name == "posix":  # a directory cannot be opened for fsync on Windows
         with contextlib.suppress(OSError):  # nor fsynced on every file system
             fsync(path.parent)
 

@@ -82,7 +82,7 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     liked = state.service.item_vectors(body.liked) if body.liked else np.zeros((0, dim), np.float32)
     disliked = state.service.item_vectors(body.disliked) if body.disliked else np.zeros((0, dim), np.float32)
     vector = rocchio(stored[1], liked, disliked)
-    category, dedupe = check_category(state.engine, body.category), dedupe_for(state, body.dedupe)
+    category, dedupe = check_category(state.engine.store, body.category), dedupe_for(state, body.dedupe)
     found = state.service.search_vectors(vector, body.k, category, exclude=set(body.disliked), started=started,
                                          dedupe_threshold=dedupe.threshold, by_product=body.group_by == "product")[0]
     if shopper:
