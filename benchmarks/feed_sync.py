@@ -84,15 +84,18 @@ def main() -> None:
                 shutil.rmtree(home, ignore_errors=True)
             settings = Settings(home=ingest_home, **common)
             with open_engine(settings) as engine:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 report = ingest(engine, open_source(folder))
                 row["ingest_s"] = time.perf_counter() - started
+                row["ingest_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / images
             assert report.added == images, report
             settings = Settings(home=sync_home, **common)
             with open_engine(settings) as engine, feed_sync(settings, engine) as syncer:
-                started = time.perf_counter()
+                started, cpu, server = time.perf_counter(), time.process_time(), process_tree_cpu(served.pid)
                 first = syncer.run(load_feed(f"{base}/feed.csv", syncer.fetcher))
                 row["sync_s"] = time.perf_counter() - started
+                row["sync_cpu_ms_per_image"] = (time.process_time() - cpu) * 1000 / images
+                row["server_cpu_ms_per_image"] = (process_tree_cpu(served.pid) - server) * 1000 / images
             assert (first.added, first.failed, first.downloaded) == (args.skus, 0, images), first.counts()
             with open_engine(settings) as engine, feed_sync(settings, engine) as syncer:
                 started = time.perf_counter()
