@@ -200,7 +200,7 @@ class FeedSync:
             outcome = self._write(planned)
             since_save[0] += outcome["items"]
             if since_save[0] >= self.engine.checkpoint_every:
-                self.engine.save()
+                self.engine.store.save()  # the index only: the featurizer flushes the feature cache, in its thread
                 since_save[0] = 0
             return outcome
 

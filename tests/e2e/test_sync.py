@@ -78,12 +78,15 @@ class Cli:
         self("sync", url, "--report", str(report), *args, ok=ok)
         return json.loads(report.read_text()) if report.exists() else {}
 
-    def catalog(self) -> dict[str, tuple[dict, list[str]]]:
-        """SKU -> (attributes, the content hashes of its items); asserts the index holds exactly the catalog."""
+    def catalog(self, cached: bool = False) -> dict[str, tuple[dict, list[str]]]:
+        """SKU -> (attributes, the content hashes of its items); asserts the index holds exactly the catalog (and,
+        if ``cached``, that the feature cache has every item's features)."""
         engine = open_engine(self.settings)
         try:
             records = list(engine.catalog.iter_items())
             assert sorted(engine.store.ids().tolist()) == sorted(r.id for r in records)
+            if cached and engine.featurizer.cache is not None:
+                assert engine.featurizer.cache.get([r.content_hash for r in records])[0].all()
             products = engine.catalog.products.get(engine.catalog.products.skus())
             assert sum(len(p.items) for p in products.values()) == len(records)
             return {sku: (p.attributes, [r.content_hash for r in p.items]) for sku, p in products.items()}
@@ -93,6 +96,7 @@ class Cli:
 
 def test_a_feed_is_synced_then_resynced_then_changed(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "home", write_tiny_backbone(tmp_path / "model"))
+    cli.env["LOOKALIKE_CHECKPOINT_EVERY"] = "3"  # index checkpoints from the writer thread while features are cached
     with feed_server() as server:
         good = [f"SKU-{i}" for i in range(6)]
         rows = serve_products(server, good)
@@ -117,7 +121,7 @@ def test_a_feed_is_synced_then_resynced_then_changed(tmp_path: Path) -> None:
         assert "timed out" in reasons["SLOW"] and "HTTP 404" in reasons["MISSING"]
         assert "more than 5 redirects" in reasons["LOOP"] and "larger than" in reasons["HUGE"]
         assert "HTML page" in reasons["HTML"] and "non-public address" in reasons["PRIVATE"]
-        catalog = cli.catalog()
+        catalog = cli.catalog(cached=True)
         assert sorted(catalog) == sorted([*good, "FLAKY"])
         assert [len(catalog[sku][1]) for sku in good] == [2, 1, 2, 1, 2, 1]
         assert catalog["SKU-1"][0] == {"title": "dresses SKU-1", "price": 10.0, "currency": "USD", "brand": "Acme",
