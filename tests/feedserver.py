@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from PIL import Image
+
+from imagegen import jpeg_bytes
+
 
 @dataclass
 class Route:
@@ -117,6 +121,14 @@ class FeedServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def serve_photos(server: FeedServer, path: str, product: Image.Image, turned: float = 8) -> tuple[str, str]:
+    """Serve a product's photo at ``path.jpg`` and the same product turned a little at ``path-b.jpg``; returns
+    their URLs."""
+    server.routes[f"{path}.jpg"] = Route(jpeg_bytes(product))
+    server.routes[f"{path}-b.jpg"] = Route(jpeg_bytes(product.rotate(turned, fillcolor=(245, 245, 245))))
+    return f"{server.url}{path}.jpg", f"{server.url}{path}-b.jpg"
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -4,6 +4,7 @@ size and position, so a real backbone separates them; and tiny Fashion-MNIST loo
 from __future__ import annotations
 
 import gzip
+import io
 import random
 import struct
 import zlib
@@ -98,6 +99,12 @@ def make_thumbnail_garment(category: str, seed: int, size: int = 28) -> Image.Im
     shading = (shading - shading.mean()) / (shading.std() + 1e-6)
     grey = np.clip(rng.uniform(120, 200) + 25 * shading, 0, 255).astype(np.uint8)
     return Image.composite(Image.fromarray(grey), Image.new("L", (size, size), 0), mask)
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def write_catalog(root: Path, per_category: int = 6, fmt: str = "PNG", start: int = 0) -> list[Path]:

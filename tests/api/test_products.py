@@ -4,26 +4,18 @@ product with the product's attributes, and a second server over the same home se
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from lookalike.api.main import create_app
 
-from feedserver import FeedServer, Route, feed_server
-from imagegen import PRODUCT_CATEGORIES, make_product
+from feedserver import FeedServer, Route, feed_server, serve_photos
+from imagegen import PRODUCT_CATEGORIES, jpeg_bytes, make_product
 
 HEADER = "id\ttitle\timage_link\tadditional_image_link\tprice\tbrand\tproduct_type\tlink"
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +26,9 @@ def server() -> FeedServer:
         for category in PRODUCT_CATEGORIES:
             for seed in range(3):
                 sku = f"{category}-{seed}"
-                product = make_product(category, seed, 160)
-                running.routes[f"/img/{sku}.jpg"] = Route(jpeg(product))
-                running.routes[f"/img/{sku}-b.jpg"] = Route(jpeg(product.rotate(10, fillcolor=(245, 245, 245))))
-                rows.append(f"{sku}\t{category} {seed}\t{running.url}/img/{sku}.jpg\t{running.url}/img/{sku}-b.jpg\t"
-                            f"{20 + seed}.00 EUR\tAcme\tApparel > {category}\thttps://shop.example/{sku}")
+                front, turned = serve_photos(running, f"/img/{sku}", make_product(category, seed, 160), 10)
+                rows.append(f"{sku}\t{category} {seed}\t{front}\t{turned}\t{20 + seed}.00 EUR\tAcme\t"
+                            f"Apparel > {category}\thttps://shop.example/{sku}")
         running.routes["/feed.tsv"] = Route("\n".join(rows).encode(), content_type="text/tab-separated-values")
         yield running
 
@@ -78,7 +68,7 @@ def test_a_feed_synced_through_the_api_is_searchable_by_product(shop, server, au
         f"{server.url}/img/tees-1.jpg", f"{server.url}/img/tees-1-b.jpg"]
     assert client.get(product["images"][0]["thumbnail_url"]).headers["content-type"] == "image/jpeg"
 
-    photo = jpeg(make_product("tees", 1, 160).rotate(4, fillcolor=(245, 245, 245)))
+    photo = jpeg_bytes(make_product("tees", 1, 160).rotate(4, fillcolor=(245, 245, 245)))
     grouped = client.post("/api/search", files={"file": ("q.jpg", photo, "image/jpeg")},
                           data={"k": "4", "group_by": "product"}).json()["results"]
     skus = [r["sku"] for r in grouped]
@@ -104,7 +94,7 @@ def test_products_are_upserted_and_deleted(shop, server, auth):
     updated = client.put("/api/products/RED-1", json=body, headers=auth).json()
     assert updated["attributes"]["price"] == 7.0 and updated["images"] == created.json()["images"]  # same item
 
-    upload = jpeg(make_product("dresses", 8, 160))
+    upload = jpeg_bytes(make_product("dresses", 8, 160))
     form = client.put("/api/products/UP-1", files=[("files", ("front.jpg", upload, "image/jpeg"))],
                       data={"attributes": json.dumps({"title": "Uploaded"}), "category": "dresses"}, headers=auth)
     assert form.status_code == 200, form.text
@@ -119,8 +109,9 @@ def test_products_are_upserted_and_deleted(shop, server, auth):
     assert client.get("/api/products/RED-1").status_code == 404
     assert client.get(twin["images"][0]["image_url"]).status_code == 200  # its own file survived RED-1's removal
     assert client.delete("/api/products/RED-1", headers=auth).status_code == 404
-    results = client.post("/api/search", files={"file": ("q.jpg", jpeg(make_product("tees", 2, 160)), "image/jpeg")},
-                          data={"k": "5"}).json()["results"]
+    photo = jpeg_bytes(make_product("tees", 2, 160))
+    results = client.post("/api/search", files={"file": ("q.jpg", photo, "image/jpeg")}, data={"k": "5"}).json()
+    results = results["results"]
     assert "RED-1" not in [r["sku"] for r in results]
 
 

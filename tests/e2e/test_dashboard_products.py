@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,8 @@ from lookalike.bootstrap import feed_sync, open_engine
 from lookalike.config import Settings
 from lookalike.data.feeds import read_feed
 
-from feedserver import Route, feed_server
+from feedserver import feed_server, serve_photos
 from imagegen import PRODUCT_CATEGORIES, make_product
-
-
-def jpeg(image) -> bytes:  # noqa: ANN001
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +27,10 @@ def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, 
         for category in PRODUCT_CATEGORIES:
             for seed in range(4):
                 sku = f"{category.upper()}-{seed}"
-                product = make_product(category, seed, 160)
-                images.routes[f"/{sku}.jpg"] = Route(jpeg(product))
-                images.routes[f"/{sku}-b.jpg"] = Route(jpeg(product.rotate(8, fillcolor=(245, 245, 245))))
+                front, turned = serve_photos(images, f"/{sku}", make_product(category, seed, 160))
                 link = "javascript:alert(1)" if sku == "TEES-3" else f"https://shop.example/p/{sku}"
-                rows.append(f"{sku},{category.title()} no. {seed},{images.url}/{sku}.jpg,{images.url}/{sku}-b.jpg,"
-                            f"{19 + seed}.90,EUR,Acme,{category},{link}")
+                rows.append(f"{sku},{category.title()} no. {seed},{front},{turned},{19 + seed}.90,EUR,Acme,{category},"
+                            f"{link}")
         feed = read_feed("\n".join(rows).encode(), "feed.csv")
         with open_engine(settings) as engine, feed_sync(settings, engine) as syncer:
             report = syncer.run(feed)

@@ -19,16 +19,10 @@ from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
 
 from feedserver import FeedServer, Route, feed_server
-from imagegen import PRODUCT_CATEGORIES, make_product, write_tiny_backbone
+from imagegen import PRODUCT_CATEGORIES, jpeg_bytes, make_product, write_tiny_backbone
 from killing import kill_repeatedly
 
 HEADER = "id\ttitle\timage_link\tadditional_image_link\tprice\tbrand\tproduct_type\tlink"
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def serve_products(server: FeedServer, skus: list[str], *, second_image: bool = True, price: float = 10.0,
@@ -37,10 +31,10 @@ def serve_products(server: FeedServer, skus: list[str], *, second_image: bool = 
     rows = []
     for n, sku in enumerate(skus):
         category = PRODUCT_CATEGORIES[n % len(PRODUCT_CATEGORIES)]
-        server.routes[f"/img/{sku}.jpg"] = Route(jpeg(make_product(category, n + 100 * version, 96)))
+        server.routes[f"/img/{sku}.jpg"] = Route(jpeg_bytes(make_product(category, n + 100 * version, 96)))
         extra = ""
         if second_image and n % 2 == 0:
-            server.routes[f"/img/{sku}-back.jpg"] = Route(jpeg(make_product(category, n + 1000, 96)))
+            server.routes[f"/img/{sku}-back.jpg"] = Route(jpeg_bytes(make_product(category, n + 1000, 96)))
             extra = f"{server.url}/img/{sku}-back.jpg"
         rows.append(f"{sku}\t{category} {sku}\t{server.url}/img/{sku}.jpg\t{extra}\t{price:.2f} USD\tAcme\t"
                     f"Apparel > {category}\thttps://shop.example/{sku}")
@@ -100,8 +94,8 @@ def test_a_feed_is_synced_then_resynced_then_changed(tmp_path: Path) -> None:
     with feed_server() as server:
         good = [f"SKU-{i}" for i in range(6)]
         rows = serve_products(server, good)
-        server.routes["/img/FLAKY.jpg"] = Route(jpeg(make_product("tees", 77, 96)), status=[500])
-        server.routes["/img/slow.jpg"] = Route(jpeg(make_product("tees", 78, 96)), delay=2.0)
+        server.routes["/img/FLAKY.jpg"] = Route(jpeg_bytes(make_product("tees", 77, 96)), status=[500])
+        server.routes["/img/slow.jpg"] = Route(jpeg_bytes(make_product("tees", 78, 96)), delay=2.0)
         server.routes["/img/loop.jpg"] = Route(redirect="/img/loop.jpg")
         server.routes["/img/huge.jpg"] = Route(b"\xff\xd8\xff" + b"0" * 600_000)
         server.routes["/img/error.jpg"] = Route(b"<!DOCTYPE html><html>Server error</html>")
@@ -140,7 +134,7 @@ def test_a_feed_is_synced_then_resynced_then_changed(tmp_path: Path) -> None:
         # NEW-1 arrives; the troubled rows are gone too
         changed = serve_products(server, ["SKU-0", "SKU-1"], price=12.5)
         changed += serve_products(server, ["SKU-2"], version=1)
-        server.routes["/img/SKU-3-v2.jpg"] = Route(jpeg(make_product("tees", 300, 96)))
+        server.routes["/img/SKU-3-v2.jpg"] = Route(jpeg_bytes(make_product("tees", 300, 96)))
         changed.append(f"SKU-3\tSKU-3 v2\t{server.url}/img/SKU-3-v2.jpg\t\t10.00 USD\tAcme\tApparel > tees\t")
         changed += serve_products(server, ["NEW-1"], version=2)
         changed.append(rows[6])  # FLAKY, unchanged

@@ -3,7 +3,7 @@ records by URL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +15,12 @@ from lookalike.catalog.models import Download, Item, Product, utcnow
 from lookalike.catalog.records import ItemRecord, NewItem
 
 CHUNK = 500  # values per IN (...) clause
+
+
+def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    """The values, sorted and deduplicated, CHUNK at a time (for IN clauses)."""
+    ordered = sorted(set(values))
+    return (ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK))
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,9 @@ class ProductRepository:
 
     def get(self, skus: Iterable[str]) -> dict[str, ProductRecord]:
         """Products by SKU with their items (absent SKUs are left out)."""
-        wanted = sorted(set(skus))
         found: dict[str, ProductRecord] = {}
         with self._sessions() as session:
-            for start in range(0, len(wanted), CHUNK):
-                chunk = wanted[start : start + CHUNK]
+            for chunk in chunks(skus):
                 items: dict[str, list[ItemRecord]] = {}
                 for row in session.scalars(select(Item).where(Item.sku.in_(chunk)).order_by(Item.id)):
                     items.setdefault(row.sku or "", []).append(ItemRecord.of(row))
@@ -75,12 +79,10 @@ class ProductRepository:
 
     def attributes(self, skus: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Attributes by SKU (for search results: no items loaded)."""
-        wanted = sorted(set(skus))
         out: dict[str, dict[str, Any]] = {}
         with self._sessions() as session:
-            for start in range(0, len(wanted), CHUNK):
-                rows = session.execute(select(Product.sku, Product.attributes)
-                                       .where(Product.sku.in_(wanted[start : start + CHUNK])))
+            for chunk in chunks(skus):
+                rows = session.execute(select(Product.sku, Product.attributes).where(Product.sku.in_(chunk)))
                 out.update({sku: dict(attributes or {}) for sku, attributes in rows})
         return out
 
@@ -94,13 +96,11 @@ class ProductRepository:
 
     def apply(self, changes: Sequence[ProductChange], model_version: str) -> dict[str, list[int]]:
         """Write the changes in one transaction; returns the ids of the new items by SKU."""
-        skus = [c.sku for c in changes]
         with self._sessions() as session, session.begin(), session.no_autoflush:
-            replaced = [i for c in changes for i in c.replaced]
-            for start in range(0, len(replaced), CHUNK):
-                session.execute(delete(Item).where(Item.id.in_(replaced[start : start + CHUNK])))
-            existing = {p.sku: p for start in range(0, len(skus), CHUNK)
-                        for p in session.scalars(select(Product).where(Product.sku.in_(skus[start : start + CHUNK])))}
+            for chunk in chunks(i for c in changes for i in c.replaced):
+                session.execute(delete(Item).where(Item.id.in_(chunk)))
+            existing = {p.sku: p for chunk in chunks(c.sku for c in changes)
+                        for p in session.scalars(select(Product).where(Product.sku.in_(chunk)))}
             rows: dict[str, list[Item]] = {}
             for change in changes:
                 product = existing.get(change.sku) or Product(sku=change.sku)
@@ -116,18 +116,14 @@ class ProductRepository:
             return {sku: [row.id for row in added] for sku, added in rows.items()}
 
     def item_ids(self, skus: Iterable[str]) -> list[int]:
-        wanted = sorted(set(skus))
         with self._sessions() as session:
-            return [i for start in range(0, len(wanted), CHUNK)
-                    for i in session.scalars(select(Item.id).where(Item.sku.in_(wanted[start : start + CHUNK])))]
+            return [i for chunk in chunks(skus) for i in session.scalars(select(Item.id).where(Item.sku.in_(chunk)))]
 
     def delete(self, skus: Iterable[str]) -> int:
         """Delete products and their items in one transaction; returns how many products went."""
-        wanted = sorted(set(skus))
         removed = 0
         with self._sessions() as session, session.begin():
-            for start in range(0, len(wanted), CHUNK):
-                chunk = wanted[start : start + CHUNK]
+            for chunk in chunks(skus):
                 session.execute(delete(Item).where(Item.sku.in_(chunk)))
                 result = session.execute(delete(Product).where(Product.sku.in_(chunk)))
                 removed += int(getattr(result, "rowcount", 0) or 0)
@@ -141,20 +137,18 @@ class DownloadRepository:
         self._sessions = sessions
 
     def get(self, urls: Iterable[str]) -> dict[str, DownloadRecord]:
-        wanted = sorted(set(urls))
         out: dict[str, DownloadRecord] = {}
         with self._sessions() as session:
-            for start in range(0, len(wanted), CHUNK):
-                for row in session.scalars(select(Download).where(Download.url.in_(wanted[start : start + CHUNK]))):
+            for chunk in chunks(urls):
+                for row in session.scalars(select(Download).where(Download.url.in_(chunk))):
                     out[row.url] = DownloadRecord(row.url, row.content_hash, row.path, row.etag, row.last_modified)
         return out
 
     def save(self, records: Iterable[DownloadRecord]) -> None:
         wanted = {r.url: r for r in records}
-        urls = sorted(wanted)
         with self._sessions() as session, session.begin(), session.no_autoflush:
-            rows = {row.url: row for start in range(0, len(urls), CHUNK)
-                    for row in session.scalars(select(Download).where(Download.url.in_(urls[start : start + CHUNK])))}
+            rows = {row.url: row for chunk in chunks(wanted)
+                    for row in session.scalars(select(Download).where(Download.url.in_(chunk)))}
             for url, record in wanted.items():
                 row = rows.get(url) or Download(url=url)
                 row.content_hash, row.path = record.content_hash, record.path
