@@ -61,6 +61,7 @@ class SearchResult:
     hits: list[SearchHit]
     took_ms: float
     query: np.ndarray | None = None
+    palette: np.ndarray | None = None  # the query's colours, where they ranked the results
 
 
 class SearchService:
@@ -89,22 +90,24 @@ class SearchService:
         return self._embed_inputs(self.engine.featurizer.prepare_many(images, labels))
 
     def search_images(
-        self, images: list[bytes | Path], k: int = 5, category: str | None = None
+        self, images: list[bytes | Path], k: int = 5, category: str | None = None, allowed: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """One response per image; ``took_ms`` covers decoding, embedding and search of each batch."""
         self._check(k)
         started = time.perf_counter()
         vectors = self.embed_images(images)
-        return self.search_vectors(vectors, k, category, started=started, palettes=self.palettes_of(images))
+        return self.search_vectors(vectors, k, category, started=started, palettes=self.palettes_of(images),
+                                   allowed=allowed)
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
         started: float | None = None, dedupe_threshold: float | None = None, palettes: np.ndarray | None = None,
-        by_product: bool = False,
+        by_product: bool = False, allowed: np.ndarray | None = None,
     ) -> list[SearchResult]:
         """One response per query vector. ``by_product`` keeps each product's best image only (k results = k
         products; an item of no product stands for itself); ``dedupe_threshold`` keeps no two results that alike
-        (still k of them when the candidates allow); ``palettes`` (one per query, ``lookalike.signatures``) rank by
+        (still k of them when the candidates allow); ``allowed`` (a filter's matching ids, ``lookalike.filters``)
+        keeps the true top k among those items; ``palettes`` (one per query, ``lookalike.signatures``) rank by
         colour too where the candidates are in colour: a result's score loses up to ``colour_weight`` times the
         spread of its category's candidates' scores for colours unlike the query's, and the results of each category
         are re-ranked among themselves (``_by_colour``). The spread, not a fixed amount, so that colour weighs the
@@ -114,7 +117,10 @@ class SearchService:
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
         narrowed = dedupe_threshold is not None or palettes is not None or by_product
         fetch = k * CANDIDATES + 10 if narrowed else k
-        scores, ids = self._search_store(vectors, fetch + extra, category)
+        if allowed is None:
+            scores, ids = self._search_store(vectors, fetch + extra, category)
+        else:  # filtered searches are not batched together: each has its own ids
+            scores, ids = self.engine.store.search(vectors, fetch + extra, category, allowed)
         records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
         by_colour = palettes is not None and self.colour_weight > 0
         colours = self._palettes(list(records.values())) if by_colour or dedupe_threshold is not None else {}
@@ -134,7 +140,8 @@ class SearchService:
                 hits = _best_per_product(hits)
             if dedupe_threshold is not None:
                 hits = self._distinct(hits, records, colours, dedupe_threshold, k)
-            responses.append(SearchResult(self._with_products(hits[:k]), 0.0, vectors[row]))
+            responses.append(SearchResult(self._with_products(hits[:k]), 0.0, vectors[row],
+                                          palettes[row] if palettes is not None else None))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [replace(r, took_ms=took_ms) for r in responses]
 
@@ -199,7 +206,8 @@ class SearchService:
         return np.stack([colours[i] for i in ids])
 
     def similar_to_item(self, item_id: int, k: int = 5, category: str | None = None,
-                        dedupe_threshold: float | None = None, by_product: bool = False) -> SearchResult:
+                        dedupe_threshold: float | None = None, by_product: bool = False,
+                        allowed: np.ndarray | None = None) -> SearchResult:
         """Items most like a catalog item ("more like this"; itself and the other images of its product excluded),
         its colours ranking as a photo's do."""
         started = time.perf_counter()
@@ -208,7 +216,7 @@ class SearchService:
         exclude = {item_id, *(self.engine.catalog.products.item_ids([record.sku]) if record.sku else [])}
         return self.search_vectors(vector, k, category, exclude=exclude, started=started,
                                    dedupe_threshold=dedupe_threshold, palettes=self.item_palettes([item_id]),
-                                   by_product=by_product)[0]
+                                   by_product=by_product, allowed=allowed)[0]
 
     def item_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Embeddings of catalog items, in order; NotFoundError names unknown (or unreadable) ones."""

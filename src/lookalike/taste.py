@@ -61,7 +61,8 @@ class TasteProfiles:
     def describe(self, shopper: str) -> ShopperTaste:
         return self._taste(shopper)
 
-    def recommend(self, shopper: str, k: int, dedupe_threshold: float | None = None) -> SearchResult:
+    def recommend(self, shopper: str, k: int, dedupe_threshold: float | None = None,
+                  allowed: np.ndarray | None = None) -> SearchResult:
         """Items nearest the shopper's taste, one per product, leaving out what they were shown, liked or disliked;
         none without a taste yet."""
         taste = self._taste(shopper)
@@ -70,4 +71,4 @@ class TasteProfiles:
         exclude = self.catalog.shopper_items(shopper, ("seen", "liked", "disliked"), limit=MAX_EXCLUDED)
         query = normalize(taste.vector.reshape(1, -1))
         return self.service.search_vectors(query, k, exclude=exclude, dedupe_threshold=dedupe_threshold,
-                                           by_product=True)[0]
+                                           by_product=True, allowed=allowed)[0]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import Cookie, Depends, Form, Header, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from lookalike.api.state import AppState
+from lookalike.filters import Filter
 from lookalike.search import check_category
 
 bearer = HTTPBearer(auto_error=False, description="LOOKALIKE_API_TOKEN, for catalog changes")
@@ -114,6 +116,44 @@ async def form_dedupe(state: State, dedupe: Annotated[bool, Form(description=DED
 async def query_dedupe(state: State, dedupe: Annotated[bool, Query(description=DEDUPE_HELP)] = False) -> Dedupe:
     return await _dedupe(state, dedupe)
 
+
+FILTER_HELP = ('Only items whose attributes meet every condition, as JSON: {"category": ["Dress", "Skirt"], '
+               '"price": {"lte": 50}, "brand": ["A", "B"], "size": "M", "in_stock": true} (a value: equals; a list: '
+               'any of; lt/lte/gt/gte: a range of a number or a date).')
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """A request's filter and the ids of the items it matches (both None without one)."""
+
+    filter: Filter | None
+    allowed: np.ndarray | None
+
+
+def narrowing(state: AppState, raw: dict[str, Any] | str | None) -> Narrowing:
+    """The filter of a request; InvalidRequestError (422) names an unknown field or a value of the wrong kind."""
+    parsed = state.filters.parse(raw)
+    return Narrowing(parsed, state.filters.matching(parsed) if parsed is not None else None)
+
+
+async def _narrowing(state: AppState, raw: str | None) -> Narrowing:
+    """No thread hop without a filter; with one, off the event loop (its first use loads posting lists)."""
+    return await run_in_threadpool(narrowing, state, raw) if raw else Narrowing(None, None)
+
+
+async def form_filter(state: State, filter: Annotated[str | None, Form(description=FILTER_HELP)] = None,  # noqa: A002
+                      ) -> Narrowing:
+    return await _narrowing(state, filter)
+
+
+async def query_filter(state: State, filter: Annotated[str | None, Query(description=FILTER_HELP)] = None,  # noqa: A002
+                       ) -> Narrowing:
+    return await _narrowing(state, filter)
+
+
+NO_FILTER = Narrowing(None, None)
+FormFilter = Annotated[Narrowing, Depends(form_filter)]
+QueryFilter = Annotated[Narrowing, Depends(query_filter)]
 
 GROUP_HELP = "`product`: one result per product (its best-matching image), so k results are k products."
 FormGroupBy = Annotated[Literal["product"] | None, Form(description=GROUP_HELP)]

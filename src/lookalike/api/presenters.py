@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import Response
 
-from lookalike.api.deps import Dedupe
+from lookalike.api.deps import NO_FILTER, Dedupe, Narrowing
 from lookalike.api.schemas import Item, Result, SearchResponse, json_response
 from lookalike.api.state import AppState
 from lookalike.catalog.repository import ItemRecord
@@ -35,8 +35,13 @@ def to_results(state: AppState, hits: list[SearchHit]) -> list[Result]:
 
 
 def search_answer(state: AppState, shopper: str | None, label: str, k: int, category: str | None, dedupe: Dedupe,
-                  found: SearchResult) -> Response:
-    """Record the search (see :class:`~lookalike.history.SearchHistory`) and answer it."""
-    query_id = state.history.record(label, k, category, found, shopper)
-    return json_response(SearchResponse(query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category,
-                                        dedupe=dedupe.asked, results=to_results(state, found.hits)))
+                  found: SearchResult, narrowed: Narrowing = NO_FILTER, facets: bool = False, *,
+                  taste: bool = True) -> Response:
+    """Record the search (see :class:`~lookalike.history.SearchHistory`) and answer it, with the filter's count of
+    matching items and, when asked, their facets."""
+    query_id = state.history.record(label, k, category, found, shopper, taste)
+    matching = None if narrowed.allowed is None else int(len(narrowed.allowed))
+    return json_response(SearchResponse(
+        query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category, dedupe=dedupe.asked,
+        results=to_results(state, found.hits), filter=narrowed.filter.key if narrowed.filter else None,
+        matching=matching, facets=state.filters.facets(narrowed.allowed) if facets else None))

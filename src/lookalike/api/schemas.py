@@ -60,6 +60,30 @@ class Result(BaseModel):
                                            "brand, color, size, availability, link, ...), as its feed gives them.")
 
 
+class FacetValue(BaseModel):
+    value: str | bool
+    count: int
+
+
+class FacetRange(BaseModel):
+    from_: float | None = Field(alias="from", description="Inclusive lower bound (null: none).")
+    to: float | None = Field(description="Exclusive upper bound (null: none).")
+    count: int
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
+
+
+class Facets(BaseModel):
+    values: dict[str, list[FacetValue]] = Field(description="Items per value of each attribute with few values.")
+    ranges: dict[str, list[FacetRange]] = Field(description="Items per range of each numeric or date attribute.")
+
+
+class FacetsResponse(Facets):
+    matching: int = Field(description="Items the filter matches (all items without one).")
+    filter: str | None = None
+    kinds: dict[str, str] = Field(description="Each attribute's kind: text, number, bool or date.")
+
+
 class SearchResponse(BaseModel):
     query_id: int = Field(description="The search's id: refine it with POST /api/search/refine.")
     took_ms: float
@@ -67,6 +91,9 @@ class SearchResponse(BaseModel):
     category: str | None
     dedupe: bool = Field(False, description="Near-duplicates were collapsed.")
     results: list[Result]
+    filter: str | None = Field(None, description="The filter applied, as canonical JSON.")
+    matching: int | None = Field(None, description="How many catalog items the filter matches.")
+    facets: Facets | None = Field(None, description="Facet counts of the matching items, when asked.")
 
 
 class RefineRequest(BaseModel):
@@ -77,6 +104,8 @@ class RefineRequest(BaseModel):
     category: str | None = None
     dedupe: bool = False
     group_by: Literal["product"] | None = Field(None, description="`product`: one result per product.")
+    filter: dict[str, Any] | None = Field(None, description="Only items meeting these conditions (as in search).")
+    facets: bool = False
 
     @model_validator(mode="after")
     def some_feedback(self) -> RefineRequest:

@@ -16,6 +16,7 @@ from lookalike.confidence import ConfidenceModel, load_or_calibrate
 from lookalike.config import Settings
 from lookalike.duplicates import DuplicateGroup, DuplicateThreshold, find_duplicates, load_or_calibrate_threshold
 from lookalike.engine import Engine
+from lookalike.filters import AttributeIndex
 from lookalike.history import SearchHistory
 from lookalike.locking import WriteLock
 from lookalike.search import SearchService
@@ -36,6 +37,14 @@ class AppState:
     duplicates_lock: threading.Lock = field(default_factory=threading.Lock)
     _duplicates: DuplicateThreshold | None = None
     _groups: tuple[tuple[object, ...], list[DuplicateGroup]] | None = None
+    _filters: AttributeIndex | None = None
+
+    @property
+    def filters(self) -> AttributeIndex:
+        """The attribute index that answers filters and facets (its posting lists loaded as they are asked for)."""
+        if self._filters is None:
+            self._filters = AttributeIndex(self.engine.catalog.attributes)
+        return self._filters
 
     @classmethod
     def open(cls, settings: Settings, engine: Engine) -> AppState:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -34,6 +34,32 @@ class Item(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sku: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # the product it shows
     image_url: Mapped[str | None] = mapped_column(Text, nullable=True)  # where the product's image came from
+
+
+class ItemAttribute(Base):
+    """One typed attribute value of an item (its category, its manifest columns, its product's attributes), one row
+    per value (a list gives several): what filters and facets are answered from (``catalog.attributes``)."""
+
+    __tablename__ = "item_attributes"
+    __table_args__ = (Index("ix_item_attributes_name_text", "name", "text"),
+                      Index("ix_item_attributes_name_num", "name", "num"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item: Mapped[int] = mapped_column(Integer, index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # "text", "number", "bool" or "date"
+    num: Mapped[float | None] = mapped_column(Float, nullable=True)  # numbers, 0/1, dates as POSIX seconds
+    text: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class CatalogState(Base):
+    """One row: a version that every change of items or their attributes increments, so every process can tell
+    when what it derived from them (the attribute index of filters) is stale."""
+
+    __tablename__ = "catalog_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Product(Base):
@@ -112,6 +138,7 @@ class SearchVector(Base):
     search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(200))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    palette: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # the query's colours, when known
 
 
 class SearchShopper(Base):

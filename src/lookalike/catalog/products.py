@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lookalike.catalog.attributes import forget_attributes, write_attributes
 from lookalike.catalog.models import Download, Item, Product, utcnow
 from lookalike.catalog.records import ItemRecord, NewItem
 
@@ -97,8 +98,10 @@ class ProductRepository:
     def apply(self, changes: Sequence[ProductChange], model_version: str) -> dict[str, list[int]]:
         """Write the changes in one transaction; returns the ids of the new items by SKU."""
         with self._sessions() as session, session.begin(), session.no_autoflush:
-            for chunk in chunks(i for c in changes for i in c.replaced):
+            replaced = [i for c in changes for i in c.replaced]
+            for chunk in chunks(replaced):
                 session.execute(delete(Item).where(Item.id.in_(chunk)))
+            forget_attributes(session, replaced)
             existing = {p.sku: p for chunk in chunks(c.sku for c in changes)
                         for p in session.scalars(select(Product).where(Product.sku.in_(chunk)))}
             rows: dict[str, list[Item]] = {}
@@ -113,6 +116,13 @@ class ProductRepository:
                                              sku=change.sku, image_url=i.image_url) for i in change.items]
                     session.add_all(rows[change.sku])
             session.flush()
+            attributes = {row.id: (row.category, {**dict(row.extra or {}), **change.attributes})
+                          for change in changes for row in rows.get(change.sku, [])}
+            updated = {c.sku: c for c in changes if c.items is None}
+            for chunk in chunks(updated):  # attributes alone changed: the same items, new values
+                for row in session.scalars(select(Item).where(Item.sku.in_(chunk))):
+                    attributes[row.id] = (row.category, {**dict(row.extra or {}), **updated[row.sku or ""].attributes})
+            write_attributes(session, attributes)
             return {sku: [row.id for row in added] for sku, added in rows.items()}
 
     def item_ids(self, skus: Iterable[str]) -> list[int]:
@@ -124,6 +134,7 @@ class ProductRepository:
         removed = 0
         with self._sessions() as session, session.begin():
             for chunk in chunks(skus):
+                forget_attributes(session, session.scalars(select(Item.id).where(Item.sku.in_(chunk))).all())
                 session.execute(delete(Item).where(Item.sku.in_(chunk)))
                 result = session.execute(delete(Product).where(Product.sku.in_(chunk)))
                 removed += int(getattr(result, "rowcount", 0) or 0)

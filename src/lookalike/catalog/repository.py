@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
+from lookalike.catalog.attributes import AttributeRepository, forget_attributes, write_attributes
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
@@ -52,6 +53,12 @@ _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_SHOPPER = insert(SearchShopper.__table__)  # type: ignore[arg-type]
 
 
+class StoredQuery(NamedTuple):
+    model_version: str
+    vector: np.ndarray
+    palette: np.ndarray | None
+
+
 class StoredSignature(NamedTuple):
     """An image signature as stored (see ``lookalike.signatures``)."""
 
@@ -64,7 +71,7 @@ class StoredSignature(NamedTuple):
 # Columns added to a table after its first release: (table, column, type). ``create_all`` makes new tables only.
 _LATER_COLUMNS: list[tuple[str, str, TypeEngine[Any]]] = [
     ("image_signatures", "palette", LargeBinary()), ("image_signatures", "grey", LargeBinary()),
-    ("items", "sku", String(200)), ("items", "image_url", Text())]
+    ("items", "sku", String(200)), ("items", "image_url", Text()), ("search_vectors", "palette", LargeBinary())]
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -97,9 +104,13 @@ class Catalog:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        indexed = inspect(self.engine).has_table("item_attributes")
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.attributes = AttributeRepository(self._sessions)
+        if not indexed:
+            self.attributes.fill()  # a database made before attributes were indexed (or a new one: nothing to do)
         self.products = ProductRepository(self._sessions)
         self.downloads = DownloadRepository(self._sessions)
         self.jobs = JobRepository(self._sessions)
@@ -123,18 +134,23 @@ class Catalog:
         with self.session() as session, session.begin():
             if replace:
                 session.execute(delete(Item).where(Item.id.in_([int(i) for i in replace])))
+                forget_attributes(session, replace)
                 session.flush()
             session.add_all(rows)
             session.flush()
+            write_attributes(session, {row.id: (row.category, dict(row.extra or {})) for row in rows})
             return [row.id for row in rows]
 
     def update_attributes(self, changes: Sequence[tuple[int, str | None, dict[str, Any]]]) -> None:
         """Set ``(id, item_id, metadata)`` of existing items, in one transaction."""
         with self.session() as session, session.begin():
+            written = {}
             for item, item_id, metadata in changes:
                 row = session.get(Item, item)
                 if row is not None:
                     row.item_id, row.extra = item_id, metadata
+                    written[row.id] = (row.category, dict(metadata))
+            write_attributes(session, written)
 
     def known_paths(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` already in the catalog."""
@@ -218,6 +234,7 @@ class Catalog:
         wanted = [int(i) for i in ids]
         with self.session() as session, session.begin():
             result = session.execute(delete(Item).where(Item.id.in_(wanted)))
+            forget_attributes(session, wanted)
             return int(getattr(result, "rowcount", 0) or 0)
 
     def set_model_version(self, ids: Sequence[int], model_version: str) -> None:
@@ -241,9 +258,10 @@ class Catalog:
 
     def record_search(self, query: str, k: int, category: str | None, took_ms: float,
                       results: list[dict[str, Any]], vector: np.ndarray | None = None,
-                      model_version: str | None = None, shopper: str | None = None) -> int:
-        """Store a search (its query embedding, when given, for later refinement, and the shopper who made it);
-        returns its id."""
+                      model_version: str | None = None, shopper: str | None = None,
+                      palette: np.ndarray | None = None) -> int:
+        """Store a search (its query embedding and colours, when given, to refine or re-run it later, and the
+        shopper who made it); returns its id."""
         with self.engine.begin() as connection:  # Core, not the ORM: this runs for every search
             inserted = connection.execute(_INSERT_SEARCH, {"query": query, "k": k, "category": category,
                                                            "took_ms": took_ms, "results": results,
@@ -251,16 +269,20 @@ class Catalog:
             search_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             if vector is not None and model_version is not None:
                 connection.execute(_INSERT_SEARCH_VECTOR, {"search_id": search_id, "model_version": model_version,
-                                                           "vector": _to_bytes(vector)})
+                                                           "vector": _to_bytes(vector), "palette": None if palette
+                                                           is None else _to_bytes(palette)})
             if shopper is not None:
                 connection.execute(_INSERT_SEARCH_SHOPPER, {"search_id": search_id, "shopper_id": shopper})
             return search_id
 
-    def search_vector(self, search_id: int) -> tuple[str, np.ndarray] | None:
-        """``(model_version, query embedding)`` of a stored search, or None."""
+    def search_vector(self, search_id: int) -> StoredQuery | None:
+        """The query of a stored search (its model version, embedding and colours), or None."""
         with self.session() as session:
             row = session.get(SearchVector, search_id)
-            return (row.model_version, _from_bytes(row.vector)) if row else None
+            if row is None:
+                return None
+            return StoredQuery(row.model_version, _from_bytes(row.vector),
+                               _from_bytes(row.palette) if row.palette else None)
 
     def recent_searches(self, limit: int = 20, shopper: str | None = None) -> list[Search]:
         """The latest searches, newest first: the shopper's own, or everyone's when ``shopper`` is None."""

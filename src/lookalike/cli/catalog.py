@@ -23,6 +23,8 @@ from lookalike.cli.common import (
 from lookalike.config import get_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from lookalike.search import SearchService
 
 
@@ -122,6 +124,8 @@ def search(
     images: Annotated[list[Path], typer.Argument(help="Query images or folders of them.")],
     k: Annotated[int, typer.Option("-k", "--k", help="Results per query.")] = 5,
     category: Annotated[str | None, typer.Option(help="Only results of this category.")] = None,
+    filter_json: Annotated[str | None, typer.Option("--filter", help='Only items meeting these conditions, JSON: '
+                                                    '\'{"price": {"lte": 50}, "brand": ["A", "B"]}\'')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query line.")] = False,
     together: Annotated[bool, typer.Option("--together", help="One query from all the images: like all of them."
                                            )] = False,
@@ -129,6 +133,7 @@ def search(
     """Find the catalog items most similar to each query image (or, with --together, to all of them)."""
     from lookalike.bootstrap import open_engine
     from lookalike.errors import InvalidRequestError
+    from lookalike.filters import AttributeIndex
     from lookalike.search import SearchService, check_category
 
     settings = get_settings()
@@ -142,15 +147,19 @@ def search(
         try:
             try:
                 category = check_category(engine.store, category)
+                attributes = AttributeIndex(engine.catalog.attributes)
+                parsed = attributes.parse(filter_json)
+                allowed = attributes.matching(parsed) if parsed is not None else None
             except InvalidRequestError as exc:
                 raise fail(str(exc), 2) from None  # bad input, like an unreadable query
             if together:
                 vector = service.example_vector(list(queries))
                 label = Path(f"{len(queries)} examples: " + ", ".join(q.name for q in queries))
                 palette = service.example_palette(list(queries))
-                print_response(label, service.search_vectors(vector, k, category, palettes=palette)[0], as_json)
+                print_response(label, service.search_vectors(vector, k, category, palettes=palette,
+                                                             allowed=allowed)[0], as_json)
             else:
-                failed = _search_each(service, queries, k, category, as_json, settings.batch_size)
+                failed = _search_each(service, queries, k, category, as_json, settings.batch_size, allowed)
             hint_untrained(engine.head)
         finally:
             engine.catalog.close()
@@ -159,7 +168,7 @@ def search(
 
 
 def _search_each(service: SearchService, queries: list[Path], k: int, category: str | None, as_json: bool,
-                 batch: int) -> int:
+                 batch: int, allowed: np.ndarray | None) -> int:
     """Print the results of each query, a batch at a time; returns how many queries could not be read."""
     from lookalike.errors import ImageDecodeError
 
@@ -167,12 +176,12 @@ def _search_each(service: SearchService, queries: list[Path], k: int, category: 
     for start in range(0, len(queries), batch):
         chunk = queries[start : start + batch]
         try:
-            responses = service.search_images(list(chunk), k, category)
+            responses = service.search_images(list(chunk), k, category, allowed)
         except ImageDecodeError:
             responses = [None] * len(chunk)  # type: ignore[list-item]  # find the bad ones one by one
             for i, query in enumerate(chunk):
                 try:
-                    responses[i] = service.search_images([query], k, category)[0]
+                    responses[i] = service.search_images([query], k, category, allowed)[0]
                 except ImageDecodeError as exc:
                     failed += 1
                     _print_failure(query, str(exc), as_json)

@@ -70,9 +70,10 @@ class VectorStore(Protocol):
         """Delete ids; returns how many were present."""
 
     def search(
-        self, queries: np.ndarray, k: int, category: str | None = None
+        self, queries: np.ndarray, k: int, category: str | None = None, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, ids)``, each (n_queries, k), best first; missing slots have id -1."""
+        """``(scores, ids)``, each (n_queries, k), best first; missing slots have id -1. ``category`` and
+        ``allowed`` (the ids a filter matched) keep the true top k among the items that qualify."""
 
     def range_search(
         self, queries: np.ndarray, min_score: float, category: str | None = None, limit: int = RANGE_LIMIT

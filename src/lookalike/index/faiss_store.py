@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 ABSENT = -1
 NO_CATEGORY = -2
+EXACT_FILTER_MIN = 20_000  # a filter matching at most this many items, or EXACT_FILTER_SHARE of the index, is
+EXACT_FILTER_SHARE = 0.02  # answered by comparing with each of them (BENCHMARKS.md, #20)
+FILTER_EF_FACTOR = 2.0  # HNSW's search list for a broader filter: this many times k over the filter's share
+FILTER_EF_MAX = 4096
 MAX_ID = 2**40
 
 
@@ -203,11 +207,17 @@ class FaissStore:
         return self._index.ntotal > 0, None
 
     def search(
-        self, queries: np.ndarray, k: int, category: str | None = None
+        self, queries: np.ndarray, k: int, category: str | None = None, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = checked_queries(queries, k, self.dim)
         empty = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
         with self._lock:
+            if allowed is not None:
+                ids = self._live(allowed, category)
+                if not len(ids) or not len(queries):
+                    return empty
+                apply_to_current_thread()
+                return self._filtered(queries, k, ids)
             possible, selector = self._selector(category)
             if not possible or len(queries) == 0:
                 return empty
@@ -218,6 +228,53 @@ class FaissStore:
             params = self._params(k, selector, exhaustive=category is not None)
             scores, ids = numpy_method(self._index, "search")(queries, k, params=params)
         return scores, ids
+
+    def _live(self, allowed: np.ndarray, category: str | None) -> np.ndarray:
+        """The allowed ids that are in the index (and of the category, given one), sorted."""
+        ids = np.unique(np.asarray(allowed, np.int64))
+        ids = ids[(ids >= 0) & (ids < len(self._codes))]
+        codes = self._codes[ids]
+        if category is None:
+            return ids[codes != ABSENT]
+        return ids[codes == self._categories.index(category)] if category in self._categories else ids[:0]
+
+    def _filtered(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The true top k among ``ids`` (live, sorted), planned by how many they are: few are compared one by one;
+        many are searched in the index with a selector (HNSW's graph with a search list wide enough for their
+        share; IVF with every list), and a query that this leaves short of k is answered one by one after all."""
+        inner = faiss.downcast_index(self._index.index)
+        if len(ids) <= max(EXACT_FILTER_MIN, EXACT_FILTER_SHARE * len(self)) or isinstance(inner, faiss.IndexFlat):
+            return self._compare(queries, k, ids)
+        bitmap = np.zeros(len(self._codes), bool)
+        bitmap[ids] = True
+        packed = np.packbits(bitmap, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(packed))
+        params = self._params(k, selector, exhaustive=True)
+        if isinstance(params, faiss.SearchParametersHNSW):  # type: ignore[attr-defined]
+            share = len(ids) / max(len(self), 1)
+            params.efSearch = int(min(max(HNSW_EF_SEARCH, 2 * k, FILTER_EF_FACTOR * k / share), FILTER_EF_MAX))
+        scores, found = numpy_method(self._index, "search")(queries, k, params=params)
+        short = (found[:, -1] < 0) & (len(ids) >= k)
+        if short.any():
+            scores[short], found[short] = self._compare(queries[short], k, ids)
+        return scores, found
+
+    def _compare(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k among ``ids``: their stored vectors against every query (IVF-PQ's are its codes' vectors)."""
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexIVF) and inner.direct_map.no():
+            inner.make_direct_map()  # IVF reconstructs by position only through its direct map
+        vectors = numpy_method(self._index, "reconstruct_batch")(ids)
+        similarity = queries @ vectors.T
+        take = min(k, len(ids))
+        top = np.argpartition(-similarity, take - 1, axis=1)[:, :take]
+        order = np.take_along_axis(-similarity, top, axis=1).argsort(axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        found = np.full((len(queries), k), -1, np.int64)
+        scores[:, :take] = np.take_along_axis(similarity, top, axis=1)
+        found[:, :take] = ids[top]
+        return scores, found
 
     def _scan_storage(self, inner: faiss.IndexHNSW, queries: np.ndarray, k: int,
                       selector: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:

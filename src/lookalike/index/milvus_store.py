@@ -270,7 +270,7 @@ class MilvusStore:
         return {"metric_type": "COSINE", "params": {}}
 
     def search(
-        self, queries: np.ndarray, k: int, category: str | None = None
+        self, queries: np.ndarray, k: int, category: str | None = None, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         queries = checked_queries(queries, k, self.dim)
         scores = np.full((len(queries), k), -np.inf, np.float32)
@@ -279,9 +279,16 @@ class MilvusStore:
         with self._lock:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids
+            if allowed is not None:
+                allowed = np.array([i for i in np.unique(allowed).tolist() if i in self._category_of], np.int64)
+                if not len(allowed):
+                    return scores, ids
+        conditions = [category_filter(category)] if category is not None else []
+        if allowed is not None:  # Milvus plans the filtered search itself (an exact scan when few match)
+            conditions.append(f"id in [{','.join(map(str, allowed.tolist()))}]")
         results = self._guard(lambda: self._client.search(
             self._name, data=list(queries), limit=min(k, MILVUS_MAX_LIMIT), anns_field="vector", output_fields=["id"],
-            filter=category_filter(category) if category is not None else "", search_params=self._search_params(k)))
+            filter=" and ".join(conditions), search_params=self._search_params(k)))
         for row, hits in enumerate(results):
             for column, hit in enumerate(hits[:k]):
                 ids[row, column] = int(hit["id"])

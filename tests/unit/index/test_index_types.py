@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from lookalike.index import faiss_store
 from lookalike.index.base import RANGE_LIMIT, IndexManifest, VectorStore
 from lookalike.index.choose import EXACT_MAX_ITEMS, choose_index
 from lookalike.index.faiss_store import FaissStore
@@ -149,3 +150,57 @@ def test_empty_and_unknown_inputs(store):
     assert (ids == -1).all() and np.isneginf(scores).all()
     with pytest.raises(ValueError):
         store.search(by_id[60:62], 0)
+
+
+def brute_force_among(by_id: np.ndarray, allowed: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    scores = queries @ by_id[allowed].T
+    return allowed[np.argsort(-scores, axis=1, kind="stable")[:, :k]]
+
+
+@pytest.mark.parametrize("share", [0.5, 0.05, 0.005, 0.0005])
+def test_a_filter_returns_the_true_top_k_of_the_items_it_matches(store, share):
+    """The attribute filter's ids (filters.AttributeIndex), as selective as the issue's four shares, some of them
+    deleted or unknown: only matching live items come back, k of them whenever k match, and for the stores that keep
+    their vectors exactly the brute-force top k of the matching subset."""
+    store, by_id, code_of = store
+    live = np.flatnonzero(code_of >= 0)
+    rng = np.random.default_rng(int(share * 1e6))
+    matching = np.sort(rng.choice(live, size=max(1, round(share * len(live))), replace=False))
+    allowed = np.concatenate([matching, np.arange(1, 40), [10**7]])  # ids 1-49 were deleted; 10**7 never existed
+    queries = by_id[live[rng.choice(len(live), 16, replace=False)]]
+    unfiltered = recall(brute_force(by_id, code_of, queries, 10, None), store.search(queries, 10)[1])
+    for k in (1, 10):
+        scores, ids = store.search(queries, k, allowed=allowed)
+        found = ids[ids >= 0]
+        assert np.isin(found, matching).all()
+        assert ((ids >= 0).sum(axis=1) == min(k, len(matching))).all()
+        assert (np.diff(scores, axis=1) <= 1e-6).all()
+        truth = brute_force_among(by_id, matching, queries, k)
+        if exact(store):
+            assert recall(truth, ids[:, : truth.shape[1]]) >= 0.99, (share, k)
+        elif k == 10:  # IVF-PQ keeps codes: no worse than its own unfiltered search
+            assert recall(truth, ids[:, : truth.shape[1]]) >= unfiltered - 0.1, (share, k)
+    category = CATEGORIES[int(code_of[matching[0]])]
+    scores, ids = store.search(queries, 10, category, allowed)  # both: the items of the category the filter matches
+    assert np.isin(ids[ids >= 0], matching[code_of[matching] == code_of[matching[0]]]).all()
+    assert (store.search(queries, 5, allowed=np.zeros(0, np.int64))[1] == -1).all()
+
+
+@pytest.mark.parametrize("share", [0.5, 0.05, 0.005])
+def test_a_broad_filter_searched_in_the_index_keeps_its_recall(store, share, monkeypatch):
+    """The other branch of the plan: the index searched with a selector (HNSW's graph, IVF's every list), as a
+    catalog big enough for these shares takes it (forced here at this size)."""
+    store, by_id, code_of = store
+    if not isinstance(store, FaissStore) or str(store.describe()["type"]) == "Flat":
+        pytest.skip("Milvus plans its own filtered searches, and Flat compares one by one at every size")
+    monkeypatch.setattr(faiss_store, "EXACT_FILTER_MIN", 0)
+    monkeypatch.setattr(faiss_store, "EXACT_FILTER_SHARE", 0.0)
+    live = np.flatnonzero(code_of >= 0)
+    rng = np.random.default_rng(7)
+    matching = np.sort(rng.choice(live, size=round(share * len(live)), replace=False))
+    queries = by_id[live[rng.choice(len(live), 32, replace=False)]]
+    scores, ids = store.search(queries, 10, allowed=matching)
+    assert np.isin(ids[ids >= 0], matching).all() and (ids >= 0).all()
+    truth = brute_force_among(by_id, matching, queries, 10)
+    unfiltered = recall(brute_force(by_id, code_of, queries, 10, None), store.search(queries, 10)[1])
+    assert recall(truth, ids) >= (0.99 if exact(store) else unfiltered - 0.1), share

@@ -1,4 +1,5 @@
-"""Duplicate listings (GET /api/duplicates) and a shopper's recommendations (GET /api/recommendations)."""
+"""Duplicate listings (GET /api/duplicates), facet counts (GET /api/facets) and a shopper's recommendations
+(GET /api/recommendations)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from lookalike.api.deps import Shopper, State, dedupe_for
+from lookalike.api.deps import QueryFilter, Shopper, State, dedupe_for
 from lookalike.api.presenters import to_item, to_results
 from lookalike.api.schemas import (
     READ,
     DuplicateCalibration,
     DuplicateGroup,
     DuplicatesResponse,
+    FacetsResponse,
     Recommendations,
     error_responses,
 )
@@ -47,11 +49,23 @@ def duplicates(
     )
 
 
+@router.get("/facets", response_model=FacetsResponse, summary="Counts of the catalog's items by attribute value",
+            responses=error_responses(*READ))
+def facets(state: State, narrowed: QueryFilter) -> FacetsResponse:
+    """Items per value of each attribute with few values (category, brand, colour, size, in stock, ...) and per
+    range of each numeric one (price), among the items the filter matches (or all)."""
+    counts = state.filters.facets(narrowed.allowed)
+    total = len(narrowed.allowed) if narrowed.allowed is not None else state.engine.catalog.count()
+    return FacetsResponse(matching=total, filter=narrowed.filter.key if narrowed.filter else None,
+                          kinds=state.filters.kinds(), **counts)
+
+
 @router.get("/recommendations", response_model=Recommendations, summary="Items for a shopper, from their taste",
             responses=error_responses(*READ, 409))
 def recommendations(
     state: State,
     shopper: Shopper,
+    narrowed: QueryFilter,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     dedupe: bool = True,
 ) -> Recommendations:
@@ -62,7 +76,7 @@ def recommendations(
                             "recommendations need a shopper: send an X-Shopper-Id header (or the dashboard's cookie)")
     started = time.perf_counter()
     taste = state.taste.describe(shopper)
-    found = state.taste.recommend(shopper, k, dedupe_for(state, dedupe).threshold)
+    found = state.taste.recommend(shopper, k, dedupe_for(state, dedupe).threshold, narrowed.allowed)
     return Recommendations(shopper=shopper, searches=taste.searches, likes=taste.likes,
                            took_ms=round((time.perf_counter() - started) * 1000, 2),
                            results=to_results(state, found.hits))

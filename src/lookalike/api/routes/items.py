@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Response, Uploa
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from lookalike.api.deps import QueryCategory, QueryDedupe, QueryGroupBy, Shopper, State, WriteAccess
+from lookalike.api.deps import QueryCategory, QueryDedupe, QueryFilter, QueryGroupBy, Shopper, State, WriteAccess
 from lookalike.api.presenters import search_answer, to_item
 from lookalike.api.schemas import READ, UPLOAD, WRITE, AddItemsResponse, Item, SearchResponse, error_responses
 from lookalike.api.uploads import read_upload
@@ -63,10 +63,12 @@ def get_image(state: State, item: ItemId, size: Literal["full", "thumb"] = "full
 
 @router.get("/{item}/similar", response_model=SearchResponse, responses=error_responses(*READ, 404, 409))
 def similar(state: State, shopper: Shopper, item: ItemId, category: QueryCategory, dedupe: QueryDedupe,
-            k: Annotated[int, Query(ge=1, le=MAX_K)] = 5, group_by: QueryGroupBy = None) -> Response:
+            narrowed: QueryFilter, k: Annotated[int, Query(ge=1, le=MAX_K)] = 5, group_by: QueryGroupBy = None,
+            facets: bool = False) -> Response:
     """Items most like a catalog item ("more like this"), the item itself and its product's other images excluded."""
-    found = state.service.similar_to_item(item, k, category, dedupe.threshold, by_product=group_by == "product")
-    return search_answer(state, shopper, f"more like item {item}", k, category, dedupe, found)
+    found = state.service.similar_to_item(item, k, category, dedupe.threshold, by_product=group_by == "product",
+                                          allowed=narrowed.allowed)
+    return search_answer(state, shopper, f"more like item {item}", k, category, dedupe, found, narrowed, facets)
 
 
 @router.post("", response_model=AddItemsResponse, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess],

@@ -9,10 +9,22 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
-from lookalike.api.deps import FormCategory, FormDedupe, FormGroupBy, Shopper, State, dedupe_for
+from lookalike.api.deps import (
+    NO_FILTER,
+    FormCategory,
+    FormDedupe,
+    FormFilter,
+    FormGroupBy,
+    Shopper,
+    State,
+    dedupe_for,
+    narrowing,
+)
 from lookalike.api.presenters import search_answer
 from lookalike.api.schemas import READ, UPLOAD, RefineRequest, SearchResponse, error_responses
+from lookalike.api.state import AppState
 from lookalike.api.uploads import read_upload
+from lookalike.catalog.repository import StoredQuery
 from lookalike.refine import rocchio
 from lookalike.search import MAX_K, check_category
 
@@ -40,11 +52,25 @@ def search(
     item_ids: Annotated[str | None, Form(description="Catalog ids of example items, comma-separated.")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
     group_by: FormGroupBy = None,
+    narrowed: FormFilter = NO_FILTER,
+    facets: Annotated[bool, Form(description="Add facet counts of the items the filter matches.")] = False,
+    query_id: Annotated[int | None, Form(description="Search again with the query of this earlier search (another "
+                                                     "filter, say), instead of examples.")] = None,
 ) -> Response:
-    """The query is the normalized mean embedding of every example (files and items)."""
+    """The query is the normalized mean embedding of every example (files and items), or an earlier search's."""
     started = time.perf_counter()
     files = file or []
     examples = parse_item_ids(item_ids)
+    if query_id is not None:
+        if files or examples:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either examples or a query_id")
+        stored = stored_query(state, query_id)
+        found = state.service.search_vectors(
+            stored.vector.reshape(1, -1), k, category, started=started, dedupe_threshold=dedupe.threshold,
+            palettes=None if stored.palette is None else stored.palette.reshape(1, -1),
+            by_product=group_by == "product", allowed=narrowed.allowed)[0]
+        label = f"search {query_id} again" + (f", filtered {narrowed.filter.key}" if narrowed.filter else "")
+        return search_answer(state, shopper, label, k, category, dedupe, found, narrowed, facets, taste=False)
     if not files and not examples:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a query image `file` (or several), "
                             "or `item_ids` of catalog items")
@@ -55,10 +81,21 @@ def search(
     vector = state.service.example_vector(images, examples, labels)
     palette = state.service.example_palette(images, examples)
     found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
-                                         palettes=palette, by_product=group_by == "product")[0]
+                                         palettes=palette, by_product=group_by == "product",
+                                         allowed=narrowed.allowed)[0]
     names += [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
-    return search_answer(state, shopper, label, k, category, dedupe, found)
+    return search_answer(state, shopper, label, k, category, dedupe, found, narrowed, facets)
+
+
+def stored_query(state: AppState, query_id: int) -> StoredQuery:
+    """An earlier search's query; 404 for an unknown one, 409 when it was made with another model."""
+    stored = state.engine.catalog.search_vector(query_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no search with id {query_id}")
+    if stored.model_version != state.engine.model_version:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"search {query_id} was made with another model; search again")
+    return stored
 
 
 @router.post("/search/refine", response_model=SearchResponse,
@@ -68,12 +105,8 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     """Rocchio's update of the stored query of ``query_id`` (no new upload); returns a new query id to refine. The
     disliked items are left out of the results."""
     started = time.perf_counter()
-    stored = state.engine.catalog.search_vector(body.query_id)
-    if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no search with id {body.query_id}")
-    if stored[0] != state.engine.model_version:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"search {body.query_id} was made with another model; "
-                            "search again")
+    stored = stored_query(state, body.query_id)
+    narrowed = narrowing(state, body.filter)
     both = set(body.liked) & set(body.disliked)
     if both:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -81,11 +114,12 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
     dim = state.engine.head.dim
     liked = state.service.item_vectors(body.liked) if body.liked else np.zeros((0, dim), np.float32)
     disliked = state.service.item_vectors(body.disliked) if body.disliked else np.zeros((0, dim), np.float32)
-    vector = rocchio(stored[1], liked, disliked)
+    vector = rocchio(stored.vector, liked, disliked)
     category, dedupe = check_category(state.engine.store, body.category), dedupe_for(state, body.dedupe)
     found = state.service.search_vectors(vector, body.k, category, exclude=set(body.disliked), started=started,
-                                         dedupe_threshold=dedupe.threshold, by_product=body.group_by == "product")[0]
+                                         dedupe_threshold=dedupe.threshold, by_product=body.group_by == "product",
+                                         allowed=narrowed.allowed)[0]
     if shopper:
         state.taste.record_feedback(shopper, body.liked, body.disliked)
     label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
-    return search_answer(state, shopper, label, body.k, category, dedupe, found)
+    return search_answer(state, shopper, label, body.k, category, dedupe, found, narrowed, body.facets)
