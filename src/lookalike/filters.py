@@ -12,7 +12,7 @@ A filter is a JSON object of conditions, all of which an item must meet::
 Each field must be an attribute the catalog has, and each value of its kind: otherwise InvalidRequestError (a 422)
 names the problem. The answer is the sorted ids of the matching items, from posting lists kept per attribute in
 memory (loaded from the database on first use, and again when another change of the catalog moved its version),
-so a filter costs set operations on arrays, not a query per search.
+so a filter costs a few scatters into a mask over the item ids, not a query per search.
 
 Facets count, among the items a filter matches (or all), the items of each value of the attributes with few
 distinct values, and of a few ranges of each numeric one.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ OPS = RANGE_OPS | {"eq", "in"}
 MAX_VALUES = 100  # values in one condition
 FACET_VALUES = 50  # attributes with more distinct values get no value counts (titles, links, ...)
 FACET_RANGES = 5
+RECENT = 64  # filters whose matching ids are remembered (until the catalog changes)
+_NONE = np.zeros(0, np.int64)
 FACET_EXCLUDED = frozenset({"title", "name", "description", "link", "url", "image_link"})  # free text, not facets
 
 
@@ -68,6 +71,7 @@ class _Postings:
     shown: dict[str, str] = field(default_factory=dict)  # case-folded text -> the text as first seen
     numbers: np.ndarray = field(default_factory=lambda: np.zeros(0))
     number_items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    size: int = 0  # the largest item id with a value, plus one
 
 
 class AttributeIndex:
@@ -79,6 +83,7 @@ class AttributeIndex:
         self._version = -1
         self._kinds: dict[str, str] = {}
         self._postings: dict[str, _Postings] = {}
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _current(self) -> None:
         """Drop what was loaded when the catalog changed since (call with the lock held)."""
@@ -87,6 +92,7 @@ class AttributeIndex:
             counts = self.repository.kinds()
             self._kinds = {name: max(kinds, key=lambda k: kinds[k]) for name, kinds in counts.items()}
             self._postings, self._version = {}, version
+            self._recent.clear()
 
     def kinds(self) -> dict[str, str]:
         """Each attribute's kind (its most frequent one)."""
@@ -118,16 +124,23 @@ class AttributeIndex:
         return Filter(tuple(conditions), json.dumps(raw, sort_keys=True, default=str))
 
     def matching(self, query: Filter) -> np.ndarray:
-        """The sorted ids of the items that meet every condition."""
+        """The sorted ids of the items that meet every condition (the last RECENT answers are remembered)."""
         with self._lock:
             self._current()
-            result: np.ndarray | None = None
-            for condition in sorted(query.conditions, key=lambda c: c.name):
-                ids = self._ids(self._load(condition.name), condition)
-                result = ids if result is None else np.intersect1d(result, ids, assume_unique=True)
-                if not len(result):
-                    break
-            return result if result is not None else np.zeros(0, np.int64)
+            found = self._recent.get(query.key)
+            if found is not None:
+                self._recent.move_to_end(query.key)
+                return found
+            postings = [(self._load(c.name), c) for c in query.conditions]
+            size = max((p.size for p, _ in postings), default=0)
+            result = np.ones(size, bool)
+            for posting, condition in postings:
+                result &= self._mask(posting, condition, size)
+            found = np.flatnonzero(result).astype(np.int64)
+            self._recent[query.key] = found
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+            return found
 
     def facets(self, allowed: np.ndarray | None, names: list[str] | None = None) -> dict[str, Any]:
         """Counts of items by value (attributes with at most FACET_VALUES values) and by range (numeric ones)
@@ -172,23 +185,31 @@ class AttributeIndex:
                 by_text.setdefault(folded, []).append(item)
                 postings.shown.setdefault(folded, text)
         postings.texts = {text: np.unique(np.asarray(ids, np.int64)) for text, ids in by_text.items()}
+        postings.size = int(items.max()) + 1 if len(items) else 0
         self._postings[name] = postings
         return postings
 
-    def _ids(self, postings: _Postings, condition: Condition) -> np.ndarray:
+    @staticmethod
+    def _mask(postings: _Postings, condition: Condition, size: int) -> np.ndarray:
+        """Which item ids (up to ``size``) meet one condition, as a mask: scattering ids costs what they are, not
+        a sort."""
+        mask = np.zeros(size, bool)
         if condition.values:
-            parts = [postings.texts.get(v, np.zeros(0, np.int64)) if isinstance(v, str) else _range(postings, v, v)
-                     for v in condition.values]
-            return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+            for value in condition.values:
+                ids = postings.texts.get(value, _NONE) if isinstance(value, str) else _range(postings, value, value)
+                mask[ids] = True
+            return mask
         low = np.searchsorted(postings.numbers, condition.low, side="right" if condition.low_open else "left")
         high = np.searchsorted(postings.numbers, condition.high, side="left" if condition.high_open else "right")
-        return np.unique(postings.number_items[low:high])
+        mask[postings.number_items[low:high]] = True
+        return mask
 
 
 def _range(postings: _Postings, low: float, high: float) -> np.ndarray:
+    """The ids of the items with a value from ``low`` to ``high`` (an item with several values may repeat)."""
     start = np.searchsorted(postings.numbers, low, side="left")
     end = np.searchsorted(postings.numbers, high, side="right")
-    return np.unique(postings.number_items[start:end])
+    return postings.number_items[start:end]
 
 
 def _count(ids: np.ndarray, mask: np.ndarray | None) -> int:

@@ -2,11 +2,13 @@
 // duplicates and accuracy views.
 
 import {
-  ApiError, getCategories, getHistory, getStats, refineSearch, searchImage, similarTo, thumbnailUrl,
+  ApiError, getCategories, getFacets, getHistory, getStats, refineSearch, searchAgain, searchImage, similarTo,
+  thumbnailUrl,
 } from "./js/api.js";
 import { setCategories } from "./js/colors.js";
 import { $, el, setMessage } from "./js/dom.js";
 import { createDuplicatesView } from "./js/duplicates.js";
+import { createFilters } from "./js/filters.js";
 import { createForYou } from "./js/foryou.js";
 import { renderHistory } from "./js/history.js";
 import { createMap } from "./js/map.js";
@@ -45,10 +47,12 @@ const state = {
   catalogEmpty: false,
   queryId: null, // the search on screen, which feedback refines
   feedback: new Map(), // result id -> "like" | "dislike"
+  lastQuery: null, // the last image search ({id, name}), which a changed option or filter runs again
 };
 
 const query = createQueryInput({
   onReady: () => {
+    state.lastQuery = null; // a new image: the next search uploads it
     ui.searchButton.disabled = false;
     setMessage(ui.message, "");
   },
@@ -70,7 +74,22 @@ const tabs = createTabs($(".tabs"), (view) => {
 
 // ---- search ---------------------------------------------------------------------------------------------
 
-const options = () => ({ k: Number(ui.k.value), category: ui.category.value || null, dedupe: ui.dedupe.checked });
+const filters = createFilters({ container: $("#filters"), onChange: () => rerun() });
+
+const options = () => ({
+  k: Number(ui.k.value), category: ui.category.value || null, dedupe: ui.dedupe.checked, filter: filters.value(),
+});
+
+/** Keep the search on screen in the page's address (its query id and options), so it can be shared or reloaded. */
+function remember(queryId) {
+  const params = new URLSearchParams();
+  const { k, category, filter } = options();
+  if (queryId !== null && queryId !== undefined) params.set("q", String(queryId));
+  params.set("k", String(k));
+  if (category) params.set("category", category);
+  if (filter) params.set("filter", JSON.stringify(filter));
+  history.replaceState(null, "", `${location.pathname}?${params}${location.hash}`);
+}
 
 // ---- feedback: thumbs up / down on result cards, then Refine------------------------------------------------
 
@@ -131,6 +150,7 @@ function describeResults(response) {
   const count = response.results.length;
   const parts = [`${count} result${count === 1 ? "" : "s"}`, `${Math.round(response.took_ms)} ms`];
   if (response.category) parts.push(`only ${response.category}`);
+  if (response.filter) parts.push(`${response.matching.toLocaleString()} match the filters`);
   if (response.dedupe) parts.push("near-duplicates hidden");
   return parts.join(" · ");
 }
@@ -143,6 +163,8 @@ function setHeading(action, meta) {
     );
   } else if (action.type === "refine") {
     ui.title.textContent = `Refined: ${action.liked.length} liked, ${action.disliked.length} disliked`;
+  } else if (action.type === "again") {
+    ui.title.textContent = action.name ? `Look-alikes for “${action.name}”` : "Look-alikes for your last search";
   } else {
     const more = action.extras ? ` + ${action.extras} more` : "";
     ui.title.textContent = `Look-alikes for “${action.name}”${more}`;
@@ -157,9 +179,15 @@ function showResults(action, response) {
   setHeading(action, describeResults(response));
   renderResults(ui.results, response.results, (result) => moreLikeThis(result.id), feedback);
   updateRefine();
+  filters.counts(response.facets);
+  remember(action.type === "similar" ? null : response.query_id);
+  if (action.type === "upload" || action.type === "again") {
+    state.lastQuery = { id: response.query_id, name: action.name };
+  }
   if (!response.results.length) {
     ui.resultsEmpty.hidden = false;
-    ui.resultsEmpty.querySelector("p").textContent = "Nothing matched. Try another category or a larger k.";
+    ui.resultsEmpty.querySelector("p").textContent = "Nothing matched. Try other filters, another category or a "
+      + "larger k.";
   }
   map.setHighlight({ results: response.results, sourceId: action.type === "similar" ? action.id : undefined });
 }
@@ -225,10 +253,19 @@ function moreLikeThis(id) {
     (signal) => similarTo(id, { ...options(), signal }), `Finding more like item ${id}…`);
 }
 
+/** The last image search again, from its stored query: no upload (a filter changed, or the page was reloaded). */
+function searchStored(queryId, name) {
+  return run({ type: "again", name, queryId }, (signal) => searchAgain(queryId, { ...options(), signal }));
+}
+
 function rerun() {
-  if (!state.action) return;
+  if (!state.action) {
+    remember(null);
+    return;
+  }
   if (state.action.type === "similar") moreLikeThis(state.action.id);
   else if (state.action.type === "refine") refine(state.action);
+  else if (state.lastQuery) searchStored(state.lastQuery.id, state.lastQuery.name);
   else searchUpload();
 }
 
@@ -252,6 +289,24 @@ async function loadCategories() {
     ...categories.map((c) => el("option", { value: c.name, text: `${c.name} (${c.count.toLocaleString()})` })));
   ui.category.value = categories.some((c) => c.name === chosen) ? chosen : "";
   ui.category.dataset.loaded = "true";
+}
+
+async function loadFilters() {
+  filters.build(await getFacets());
+}
+
+/** A search kept in the page's address: its options, then the search itself again. */
+function restore() {
+  const params = new URLSearchParams(location.search);
+  if (params.has("k") && [...ui.k.options].some((o) => o.value === params.get("k"))) ui.k.value = params.get("k");
+  if (params.has("category")) ui.category.value = params.get("category");
+  try {
+    if (params.has("filter")) filters.set(JSON.parse(params.get("filter")));
+  } catch {
+    // an address edited by hand: its filter is ignored
+  }
+  const queryId = Number(params.get("q"));
+  if (Number.isInteger(queryId) && queryId > 0) searchStored(queryId, null);
 }
 
 async function loadStats() {
@@ -283,9 +338,11 @@ async function init() {
   });
   tabs.fromHash();
   shopperId();
-  const loaded = await Promise.allSettled([loadCategories(), loadStats(), refreshHistory(), forYou.refresh()]);
+  const loaded = await Promise.allSettled([loadCategories(), loadStats(), refreshHistory(), forYou.refresh(),
+    loadFilters()]);
   const failed = loaded.find((r) => r.status === "rejected");
   if (failed) setMessage(ui.message, failed.reason?.message ?? "The server could not be reached.");
+  restore();
   document.body.dataset.ready = "true";
 }
 

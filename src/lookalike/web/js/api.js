@@ -29,27 +29,45 @@ export async function request(url, options = {}) {
 }
 
 /** Search by one image, or several (`extras`: more {blob, name}) for what they share. */
-export async function searchImage(blob, filename, { k, category, dedupe, extras = [], signal }) {
+function searchForm({ k, category, dedupe, filter }) {
   const form = new FormData();
-  form.append("file", blob, filename);
-  for (const extra of extras) form.append("file", extra.blob, extra.name);
   form.append("k", String(k));
   form.append("dedupe", String(Boolean(dedupe)));
   form.append("group_by", "product");
+  form.append("facets", "true");
   if (category) form.append("category", category);
+  if (filter) form.append("filter", JSON.stringify(filter));
+  return form;
+}
+
+export async function searchImage(blob, filename, { extras = [], signal, ...options }) {
+  const form = searchForm(options);
+  form.append("file", blob, filename);
+  for (const extra of extras) form.append("file", extra.blob, extra.name);
   return (await request("/api/search", { method: "POST", body: form, signal })).body;
 }
 
-export async function similarTo(id, { k, category, dedupe, signal }) {
-  const params = new URLSearchParams({ k: String(k), dedupe: String(Boolean(dedupe)), group_by: "product" });
+/** The query of an earlier search again (with other options: a new filter), without uploading anything. */
+export async function searchAgain(queryId, { signal, ...options }) {
+  const form = searchForm(options);
+  form.append("query_id", String(queryId));
+  return (await request("/api/search", { method: "POST", body: form, signal })).body;
+}
+
+export async function similarTo(id, { k, category, dedupe, filter, signal }) {
+  const params = new URLSearchParams({
+    k: String(k), dedupe: String(Boolean(dedupe)), group_by: "product", facets: "true",
+  });
   if (category) params.set("category", category);
+  if (filter) params.set("filter", JSON.stringify(filter));
   return (await request(`/api/items/${encodeURIComponent(id)}/similar?${params}`, { signal })).body;
 }
 
 /** Search again from a stored query, toward the liked results and away from the disliked ones. */
-export async function refineSearch(queryId, { liked, disliked, k, category, dedupe, signal }) {
+export async function refineSearch(queryId, { liked, disliked, k, category, dedupe, filter, signal }) {
   const body = JSON.stringify({
     query_id: queryId, liked, disliked, k, category: category || null, dedupe, group_by: "product",
+    filter: filter || null, facets: true,
   });
   return (await request("/api/search/refine", {
     method: "POST", body, signal, headers: { Accept: "application/json", "Content-Type": "application/json" },
@@ -62,6 +80,7 @@ export async function getDuplicates(threshold) {
   return (await request(`/api/duplicates${query}`)).body;
 }
 export const getCategories = async () => (await request("/api/categories")).body;
+export const getFacets = async () => (await request("/api/facets")).body;
 export const getStats = async () => (await request("/api/stats")).body;
 export const getHistory = async (limit = 8) => (await request(`/api/history?limit=${limit}`)).body;
 export const getEmbeddingMap = async () => request("/api/embedding-map");

@@ -78,6 +78,7 @@ function productInfo(result) {
   const price = formatPrice(product);
   return el("div", { class: "product-info" }, [
     el("span", { class: "product-title", text: product.title ?? result.sku }),
+    product.brand ? el("span", { class: "product-brand muted", text: String(product.brand) }) : null,
     price ? el("span", { class: "product-price", text: price }) : null,
     link ? el("a", { class: "product-link", href: link, target: "_blank", rel: "noopener noreferrer",
       text: "View in shop", "aria-label": `View ${product.title ?? result.sku} in the shop` }) : null,
@@ -94,6 +95,7 @@ export function resultCard(result, onSelect, feedback = null) {
       rank: result.rank, id: result.id, score: result.score, similarity: similarityOf(result),
       confidence: result.confidence,
       category: result.category ?? "",
+      sku: result.sku ?? undefined,
     },
     onclick: () => onSelect(result),
   }, [
