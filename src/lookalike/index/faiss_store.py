@@ -231,7 +231,9 @@ class FaissStore:
 
     def _live(self, allowed: np.ndarray, category: str | None) -> np.ndarray:
         """The allowed ids that are in the index (and of the category, given one), sorted."""
-        ids = np.unique(np.asarray(allowed, np.int64))
+        ids = np.asarray(allowed, np.int64)
+        if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():  # a filter's answer is sorted already
+            ids = np.unique(ids)
         ids = ids[(ids >= 0) & (ids < len(self._codes))]
         codes = self._codes[ids]
         if category is None:
