@@ -29,7 +29,15 @@ from lookalike.index.base import (
     checked_queries,
     range_by_top_k,
 )
-from lookalike.index.choose import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE, IndexChoice, choose_index
+from lookalike.index.choose import (
+    FILTER_EF_FACTOR,
+    FILTER_EF_MAX,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    IVF_NPROBE,
+    IndexChoice,
+    choose_index,
+)
 from lookalike.index.faiss_compat import numpy_method
 from lookalike.index.snapshot import (
     REBUILD_HINT,
@@ -46,8 +54,7 @@ ABSENT = -1
 NO_CATEGORY = -2
 EXACT_FILTER_MIN = 20_000  # a filter matching at most this many items, or EXACT_FILTER_SHARE of the index, is
 EXACT_FILTER_SHARE = 0.02  # answered by comparing with each of them (BENCHMARKS.md, #20)
-FILTER_EF_FACTOR = 2.0  # HNSW's search list for a broader filter: this many times k over the filter's share
-FILTER_EF_MAX = 4096
+
 MAX_ID = 2**40
 
 
@@ -67,6 +74,7 @@ class FaissStore:
         self._tombstones: set[int] = set()
         self._by_category: dict[int, np.ndarray] = {}
         self._positions: np.ndarray | None = None  # the inner index's position -> id (IndexIDMap2.id_map)
+        self._position_of: np.ndarray | None = None  # id -> the inner index's position (-1: none)
         self._stamp: str | None = None  # the saved generation this store holds (see refresh)
         self.dirty = False
 
@@ -122,6 +130,7 @@ class FaissStore:
     def _changed(self) -> None:
         self._by_category.clear()
         self._positions = None
+        self._position_of = None
 
     def _grow(self, size: int) -> None:
         if size > len(self._codes):
@@ -263,10 +272,7 @@ class FaissStore:
 
     def _compare(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top k among ``ids``: their stored vectors against every query (IVF-PQ's are its codes' vectors)."""
-        inner = faiss.downcast_index(self._index.index)
-        if isinstance(inner, faiss.IndexIVF) and inner.direct_map.no():
-            inner.make_direct_map()  # IVF reconstructs by position only through its direct map
-        vectors = numpy_method(self._index, "reconstruct_batch")(ids)
+        vectors = self._stored_vectors(ids)
         similarity = queries @ vectors.T
         take = min(k, len(ids))
         top = np.argpartition(-similarity, take - 1, axis=1)[:, :take]
@@ -277,6 +283,21 @@ class FaissStore:
         scores[:, :take] = np.take_along_axis(similarity, top, axis=1)
         found[:, :take] = ids[top]
         return scores, found
+
+    def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors of live ids: read in place from a flat storage (Flat, HNSW's), else reconstructed."""
+        inner = faiss.downcast_index(self._index.index)
+        storage = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSW) else inner
+        if isinstance(storage, faiss.IndexFlat):
+            if self._position_of is None:
+                stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+                self._position_of = np.full(len(self._codes), -1, np.int64)
+                self._position_of[stored] = np.arange(len(stored))
+            flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim).reshape(storage.ntotal, self.dim)
+            return flat[self._position_of[ids]]
+        if isinstance(inner, faiss.IndexIVF) and inner.direct_map.no():
+            inner.make_direct_map()  # IVF reconstructs by position only through its direct map
+        return numpy_method(self._index, "reconstruct_batch")(ids)
 
     def _scan_storage(self, inner: faiss.IndexHNSW, queries: np.ndarray, k: int,
                       selector: faiss.IDSelector) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from lookalike.index.base import (
     range_by_top_k,
 )
 from lookalike.index.choose import (
+    FILTER_EF_FACTOR,
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
     HNSW_M,
@@ -51,6 +52,7 @@ IVF_NLIST = 1024
 WRITE_BYTES = 16 * 2**20  # vectors per upsert request, well under gRPC's 64 MB message limit
 ITERATOR_BATCH = 16384  # Milvus's largest query page
 MILVUS_MAX_LIMIT = 16_384  # the largest top-k Milvus accepts
+MILVUS_FILTER_EF_MAX = 512  # Milvus Lite returned fewer than k for a filter of 10 items with ef 4,096
 FLUSH_ROWS = 16384  # save() seals segments once this many rows changed; smaller changes stay in Milvus's log
 INDEX_TYPES = ("HNSW", "FLAT", "IVF_FLAT")
 T = TypeVar("T")
@@ -262,9 +264,12 @@ class MilvusStore:
 
     # --- searching ----------------------------------------------------------------------------
 
-    def _search_params(self, k: int) -> dict[str, Any]:
+    def _search_params(self, k: int, share: float = 1.0) -> dict[str, Any]:
+        """``share``: the part of the collection a filter lets through (HNSW's search list widens for a small one,
+        as FAISS's does)."""
         if self.config.index_type == "HNSW":
-            return {"metric_type": "COSINE", "params": {"ef": max(HNSW_EF_SEARCH, 2 * k)}}
+            ef = max(HNSW_EF_SEARCH, 2 * k, int(min(FILTER_EF_FACTOR * k / max(share, 1e-9), MILVUS_FILTER_EF_MAX)))
+            return {"metric_type": "COSINE", "params": {"ef": ef}}
         if self.config.index_type == "IVF_FLAT":
             return {"metric_type": "COSINE", "params": {"nprobe": IVF_NPROBE}}
         return {"metric_type": "COSINE", "params": {}}
@@ -288,7 +293,8 @@ class MilvusStore:
             conditions.append(f"id in [{','.join(map(str, allowed.tolist()))}]")
         results = self._guard(lambda: self._client.search(
             self._name, data=list(queries), limit=min(k, MILVUS_MAX_LIMIT), anns_field="vector", output_fields=["id"],
-            filter=" and ".join(conditions), search_params=self._search_params(k)))
+            filter=" and ".join(conditions),
+            search_params=self._search_params(k, len(allowed) / max(len(self), 1) if allowed is not None else 1.0)))
         for row, hits in enumerate(results):
             for column, hit in enumerate(hits[:k]):
                 ids[row, column] = int(hit["id"])
