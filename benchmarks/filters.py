@@ -9,6 +9,12 @@ a catalog database's attribute table; filters ``bucket < 5000, 500, 50, 5`` matc
 items. For each, one query at a time (k = 10): the filter's answer (``filters.AttributeIndex.matching``, a new
 filter each query so no answer is remembered), the store's filtered search, their sum against the unfiltered
 search, and recall@10 against brute force over the matching items.
+
+    python benchmarks/filters.py --source-home ~/.lookalike --api [--requests 100]
+
+End to end instead: a copy of the demo home (its files hard-linked, its catalog database copied) gets the same
+``bucket`` attribute, a real `lookalike serve` answers sequential ``POST /api/search`` uploads of shopper-style
+JPEGs, unfiltered and with each filter in turn, interleaved, and the latency a client sees is compared.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import machine, percentiles
+from common import machine, multipart, percentiles, query_jpegs, server_process
 from scale import real_embeddings, replicate
 from sqlalchemy import insert
 
@@ -95,12 +103,65 @@ def run(base: np.ndarray, n: int, queries: int, work: Path) -> dict:
     return out
 
 
+def api(source_home: Path, requests: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="filters-api-"))
+    home = work / "home"
+    subprocess.run(["cp", "-al", str(source_home), str(home)], check=True)
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        if (home / name).exists():
+            (home / name).unlink()
+            shutil.copyfile(source_home / name, home / name)
+    shutil.rmtree(home / "index")
+    shutil.copytree(source_home / "index", home / "index")
+    catalog = Catalog(f"sqlite:///{home / 'catalog.db'}")
+    ids = np.array(catalog.ids(), np.int64)
+    bucket = np.random.default_rng(0).integers(0, 10_000, len(ids))
+    with catalog.session() as session, session.begin():
+        rows = [{"item": int(i), "name": "bucket", "kind": "number", "num": float(b), "text": None}
+                for i, b in zip(ids, bucket, strict=True)]
+        session.execute(insert(ItemAttribute), rows)
+        bump(session)
+    catalog.close()
+    photos = query_jpegs(20)
+    cases: dict[str, str | None] = {"unfiltered": None} | {
+        f"{share:.2%}": json.dumps({"bucket": {"lt": int(10_000 * share)}}) for share in SHARES}
+    latencies: dict[str, list[float]] = {name: [] for name in cases}
+    try:
+        with server_process(home) as (base, _):
+            for n in range(requests + 10):
+                for name, flt in cases.items():
+                    fields = {"k": "10"} | ({"filter": flt} if flt else {})
+                    body, content_type = multipart(photos[n % len(photos)], fields)
+                    request = urllib.request.Request(f"{base}/api/search", data=body, method="POST",
+                                                     headers={"Content-Type": content_type})
+                    started = time.perf_counter()
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        answer.read()
+                    if n >= 10:  # the first rounds warm up (posting lists, caches)
+                        latencies[name].append((time.perf_counter() - started) * 1000)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base_p50 = percentiles(latencies["unfiltered"])["p50_ms"]
+    out = {"items": len(ids), "requests": requests, "latency_ms": {}}
+    for name, values in latencies.items():
+        stats = percentiles(values)
+        out["latency_ms"][name] = stats | {"p50_vs_unfiltered": round(stats["p50_ms"] / base_p50, 2)}
+        print(name, stats, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source-home", type=Path, required=True, help="An ingested demo home (its embeddings).")
     parser.add_argument("--sizes", type=int, nargs="+", default=[60_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--api", action="store_true", help="End to end through a real server instead.")
+    parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
+    if args.api:
+        summary = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "api": api(args.source_home, args.requests)}
+        RESULTS.with_name("filters_api.json").write_text(json.dumps(summary, indent=2))
+        return
     base = real_embeddings(args.source_home)[0]
     results = []
     for n in args.sizes:
