@@ -270,3 +270,21 @@ def test_a_milvus_server_by_url_agrees_with_faiss_and_persists(tmp_path, milvus_
     assert np.array_equal(reopened.search(queries, 10, "dress")[1], exact.search(queries, 10, "dress")[1])
     assert reopened.describe()["uri"] == milvus_server
     reopened.close()
+
+
+@pytest.mark.parametrize("share", [0.5, 0.05, 0.005])
+def test_attribute_filtered_search_agrees(pair, share):
+    """The same filter (the ids an attribute filter matched, some deleted) gives the same top k from both stores."""
+    faiss_store, milvus_store = pair
+    live = faiss_store.ids()
+    rng = np.random.default_rng(int(share * 1000))
+    allowed = np.sort(np.concatenate([rng.choice(live, max(2, round(share * len(live))), replace=False), [10, 11]]))
+    queries = unit(12, 9)
+    expected_k = min(10, len(np.intersect1d(allowed, live)))
+    for category in (None, "shirt"):
+        f_scores, f_ids = faiss_store.search(queries, 10, category, allowed)
+        m_scores, m_ids = milvus_store.search(queries, 10, category, allowed)
+        assert np.isin(f_ids[f_ids >= 0], allowed).all() and np.isin(m_ids[m_ids >= 0], allowed).all()
+        assert (f_ids == m_ids).all() and np.allclose(f_scores[f_ids >= 0], m_scores[m_ids >= 0], atol=1e-5)
+        if category is None:
+            assert ((f_ids >= 0).sum(axis=1) == expected_k).all()
