@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from test_dashboard import assert_ranked, browser, page, queries, search, server, shot  # noqa: F401 - fixtures
@@ -30,5 +31,5 @@ def test_search_results_in_the_dashboard_come_from_milvus(page, queries, server_
     filtered = search(page, queries[CATEGORIES[0]], k=3, category=CATEGORIES[1])
     assert {c["category"] for c in filtered} == {CATEGORIES[1]}
     shot(page, "dashboard-milvus-postgres")
-    stats = page.request.get(page.url.rstrip("/") + "/api/stats").json()
+    stats = page.request.get(urljoin(page.url, "/api/stats")).json()  # the page's address carries its search
     assert stats["index"]["type"] == "milvus:HNSW" and stats["items"] == 18

@@ -106,6 +106,22 @@ class VectorStore(Protocol):
         """Release connections (the data stay)."""
 
 
+def top_k_among(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(scores, ids)`` of the best k of ``ids`` (their ``vectors``) for each query, padded with -1."""
+    similarity = queries @ vectors.T
+    take = min(k, len(ids))
+    scores = np.full((len(queries), k), -np.inf, np.float32)
+    found = np.full((len(queries), k), -1, np.int64)
+    if take == 0:
+        return scores, found
+    top = np.argpartition(-similarity, take - 1, axis=1)[:, :take]
+    order = np.take_along_axis(-similarity, top, axis=1).argsort(axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    scores[:, :take] = np.take_along_axis(similarity, top, axis=1)
+    found[:, :take] = ids[top]
+    return scores, found
+
+
 def checked_queries(queries: np.ndarray, k: int, dim: int) -> np.ndarray:
     """Queries as contiguous float32 rows; ValueError for the wrong dimension or a k below 1."""
     queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)

@@ -28,8 +28,11 @@ from lookalike.index.base import (
     checked_batch,
     checked_queries,
     range_by_top_k,
+    top_k_among,
 )
 from lookalike.index.choose import (
+    EXACT_FILTER_MIN,
+    EXACT_FILTER_SHARE,
     FILTER_EF_FACTOR,
     FILTER_EF_MAX,
     HNSW_EF_CONSTRUCTION,
@@ -52,8 +55,6 @@ log = logging.getLogger(__name__)
 
 ABSENT = -1
 NO_CATEGORY = -2
-EXACT_FILTER_MIN = 20_000  # a filter matching at most this many items, or EXACT_FILTER_SHARE of the index, is
-EXACT_FILTER_SHARE = 0.02  # answered by comparing with each of them (BENCHMARKS.md, #20)
 
 MAX_ID = 2**40
 
@@ -272,17 +273,7 @@ class FaissStore:
 
     def _compare(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top k among ``ids``: their stored vectors against every query (IVF-PQ's are its codes' vectors)."""
-        vectors = self._stored_vectors(ids)
-        similarity = queries @ vectors.T
-        take = min(k, len(ids))
-        top = np.argpartition(-similarity, take - 1, axis=1)[:, :take]
-        order = np.take_along_axis(-similarity, top, axis=1).argsort(axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        scores = np.full((len(queries), k), -np.inf, np.float32)
-        found = np.full((len(queries), k), -1, np.int64)
-        scores[:, :take] = np.take_along_axis(similarity, top, axis=1)
-        found[:, :take] = ids[top]
-        return scores, found
+        return top_k_among(queries, self._stored_vectors(ids), ids, k)
 
     def _stored_vectors(self, ids: np.ndarray) -> np.ndarray:
         """The vectors of live ids: read in place from a flat storage (Flat, HNSW's), else reconstructed."""

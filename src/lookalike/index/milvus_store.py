@@ -31,8 +31,11 @@ from lookalike.index.base import (
     checked_batch,
     checked_queries,
     range_by_top_k,
+    top_k_among,
 )
 from lookalike.index.choose import (
+    EXACT_FILTER_MIN,
+    EXACT_FILTER_SHARE,
     FILTER_EF_FACTOR,
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
@@ -53,6 +56,7 @@ WRITE_BYTES = 16 * 2**20  # vectors per upsert request, well under gRPC's 64 MB 
 ITERATOR_BATCH = 16384  # Milvus's largest query page
 MILVUS_MAX_LIMIT = 16_384  # the largest top-k Milvus accepts
 MILVUS_FILTER_EF_MAX = 512  # Milvus Lite returned fewer than k for a filter of 10 items with ef 4,096
+FETCH_BATCH = 2048  # vectors fetched by id at a time
 FLUSH_ROWS = 16384  # save() seals segments once this many rows changed; smaller changes stay in Milvus's log
 INDEX_TYPES = ("HNSW", "FLAT", "IVF_FLAT")
 T = TypeVar("T")
@@ -285,11 +289,14 @@ class MilvusStore:
             if not self._category_of or (category is not None and not self._counts.get(category)):
                 return scores, ids
             if allowed is not None:
-                allowed = np.array([i for i in np.unique(allowed).tolist() if i in self._category_of], np.int64)
+                allowed = np.array([i for i in np.unique(allowed).tolist() if i in self._category_of
+                                    and (category is None or self._category_of[i] == category)], np.int64)
                 if not len(allowed):
                     return scores, ids
+        if allowed is not None and len(allowed) <= max(EXACT_FILTER_MIN, EXACT_FILTER_SHARE * len(self)):
+            return top_k_among(queries, self._vectors(allowed), allowed, k)  # few: compared one by one
         conditions = [category_filter(category)] if category is not None else []
-        if allowed is not None:  # Milvus plans the filtered search itself (an exact scan when few match)
+        if allowed is not None:
             conditions.append(f"id in [{','.join(map(str, allowed.tolist()))}]")
         results = self._guard(lambda: self._client.search(
             self._name, data=list(queries), limit=min(k, MILVUS_MAX_LIMIT), anns_field="vector", output_fields=["id"],
@@ -300,6 +307,20 @@ class MilvusStore:
                 ids[row, column] = int(hit["id"])
                 scores[row, column] = float(hit["distance"])
         return scores, ids
+
+    def _vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of these ids, in order (fetched by primary key, a batch at a time)."""
+        out = np.zeros((len(ids), self.dim), np.float32)
+        where = {int(i): n for n, i in enumerate(ids.tolist())}
+        for start in range(0, len(ids), FETCH_BATCH):
+            batch: list[int] = ids[start : start + FETCH_BATCH].tolist()
+
+            def fetch(batch: list[int] = batch) -> list[dict[str, Any]]:
+                return list(self._client.get(self._name, ids=batch, output_fields=["vector"]))
+
+            for row in self._guard(fetch):
+                out[where[int(row["id"])]] = np.asarray(row["vector"], np.float32)
+        return out
 
     def range_search(
         self, queries: np.ndarray, min_score: float, category: str | None = None, limit: int = RANGE_LIMIT

@@ -29,8 +29,8 @@ export async function request(url, options = {}) {
 }
 
 /** Search by one image, or several (`extras`: more {blob, name}) for what they share. */
-function searchForm({ k, category, dedupe, filter }) {
-  const form = new FormData();
+/** The search options, appended to `form` (after the files, so a file is a request's first part). */
+function searchForm({ k, category, dedupe, filter }, form = new FormData()) {
   form.append("k", String(k));
   form.append("dedupe", String(Boolean(dedupe)));
   form.append("group_by", "product");
@@ -41,10 +41,10 @@ function searchForm({ k, category, dedupe, filter }) {
 }
 
 export async function searchImage(blob, filename, { extras = [], signal, ...options }) {
-  const form = searchForm(options);
-  form.append("file", blob, filename);
-  for (const extra of extras) form.append("file", extra.blob, extra.name);
-  return (await request("/api/search", { method: "POST", body: form, signal })).body;
+  const files = new FormData();
+  files.append("file", blob, filename);
+  for (const extra of extras) files.append("file", extra.blob, extra.name);
+  return (await request("/api/search", { method: "POST", body: searchForm(options, files), signal })).body;
 }
 
 /** The query of an earlier search again (with other options: a new filter), without uploading anything. */
