@@ -4,7 +4,9 @@
 
 import { el } from "./dom.js";
 
-const HIDDEN = new Set(["currency", "availability"]); // nothing to choose (one currency), or said by in_stock
+// Not offered as filters: a single currency, availability (said by in_stock), and the bookkeeping columns of an
+// imported dataset (its row index, its class number: the category says it in words).
+const HIDDEN = new Set(["currency", "availability", "index", "label"]);
 
 function label(name) {
   return name.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
