@@ -75,7 +75,7 @@ def main() -> None:
     engine = open_engine(Settings(home=home, _env_file=None))  # type: ignore[call-arg]
     service = SearchService(engine, colour_weight=args.colour_weight)
     images = [q[0] for q in queries]
-    vectors, palettes = service.embed_images(images), service.palettes_of(images)
+    vectors, palettes = service.query_embeddings(images)
     figures = {}
     for name, with_colour in (("with colour", palettes), ("without colour", None)):
         passed, very_item, same_share = 0, 0, []

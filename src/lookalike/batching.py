@@ -1,103 +1,114 @@
 """Opportunistic micro-batching: concurrent callers share one batched call of an expensive function.
 
-A single worker thread runs ``fn`` on everything queued at the moment it becomes free, so a lone request
-never waits for company (no added latency when idle), while under concurrent load the requests that arrive
-during one call form the next batch. The server batches two things this way: backbone passes (about twice as
-fast per image in a batch on CPU) and exact index searches (a batch reads the stored vectors from memory once
-instead of once per query; BENCHMARKS.md). Only submissions with the same ``key`` share a call.
+The callers run the calls themselves (no batcher thread): a caller that finds fewer than ``runners`` calls in
+progress takes everything waiting with its key, its own rows included, and runs it; the others wait for their
+rows. So a lone request runs at once on its own thread (no hand-over to another thread and back), while under
+concurrent load the requests that arrive during one call form the next batch. The server batches two things this
+way: backbone passes (several times cheaper per image in a batch on CPU) and exact index searches (a batch reads
+the stored vectors from memory once instead of once per query; BENCHMARKS.md). Only submissions with the same
+``key`` share a call.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
 Out = TypeVar("Out")  # an array, or a tuple of arrays, with a row per input row
 BatchFn = Callable[[np.ndarray], np.ndarray]
-_Entry = tuple[np.ndarray, Hashable, "Future[Out]"]
+
+
+class _Entry:
+    __slots__ = ("done", "error", "key", "result", "rows")
+
+    def __init__(self, rows: np.ndarray, key: Hashable) -> None:
+        self.rows, self.key = rows, key
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
 class MicroBatcher(Generic[Out]):
     """Calls ``fn(rows, key)`` on the concatenated rows of concurrent submissions with the same ``key``, up to
-    ``max_batch`` rows; ``fn`` returns one array, or a tuple of arrays, with a row per input row."""
+    ``max_batch`` rows, with at most ``runners`` calls at once; ``fn`` returns one array, or a tuple of arrays, with
+    a row per input row."""
 
-    def __init__(self, fn: Callable[[np.ndarray, Hashable], Out], max_batch: int = 32,
-                 name: str = "lookalike-batcher") -> None:
+    def __init__(self, fn: Callable[[np.ndarray, Hashable], Out], max_batch: int = 32, runners: int = 1) -> None:
+        if runners < 1:
+            raise ValueError(f"runners must be at least 1, got {runners}")
         self._fn: Callable[[np.ndarray, Hashable], Out] = fn
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Entry[Out] | None] = queue.SimpleQueue()
-        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
+        self._runners = runners
+        self._changed = threading.Condition()
+        self._waiting: deque[_Entry] = deque()
+        self._running = 0
         self._closed = False
-        self._worker.start()
 
     @classmethod
-    def of(cls, fn: BatchFn, max_batch: int = 32, name: str = "lookalike-batcher") -> MicroBatcher[np.ndarray]:
+    def of(cls, fn: BatchFn, max_batch: int = 32, runners: int = 1) -> MicroBatcher[np.ndarray]:
         """A batcher of a plain rows -> rows function (every call shares one key)."""
-        return MicroBatcher(lambda rows, _: fn(rows), max_batch, name)
+        return MicroBatcher(lambda rows, _: fn(rows), max_batch, runners)
 
     def __call__(self, rows: np.ndarray, key: Hashable = None) -> Out:
         """``fn(rows, key)``, computed together with whatever else is waiting; re-raises ``fn``'s error."""
-        if self._closed:
-            raise RuntimeError("the batcher is closed")
-        future: Future[Out] = Future()
-        self._queue.put((rows, key, future))
-        return future.result()
+        entry = _Entry(rows, key)
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
+            self._waiting.append(entry)
+            while not entry.done:
+                if self._running < self._runners and self._waiting:
+                    self._run(self._take())
+                else:
+                    self._changed.wait()
+        if entry.error is not None:
+            raise entry.error
+        return cast(Out, entry.result)
 
     def close(self) -> None:
-        """Stop the worker after the queued work is done."""
-        self._closed = True
-        self._queue.put(None)
-        self._worker.join()
+        """Refuse new calls (those already submitted finish)."""
+        with self._changed:
+            self._closed = True
 
-    def _run(self) -> None:
-        waiting: deque[_Entry[Out]] = deque()  # taken from the queue with another key, for a later batch
-        stopping = False
-        while True:
-            if waiting:
-                first = waiting.popleft()
-            elif stopping or (entry := self._queue.get()) is None:
-                return
+    def _take(self) -> list[_Entry]:
+        """The oldest waiting entry and the later ones with its key, up to ``max_batch`` rows (lock held)."""
+        first = self._waiting.popleft()
+        batch, size, rest = [first], len(first.rows), deque()
+        for entry in self._waiting:
+            if entry.key == first.key and size + len(entry.rows) <= self._max_batch:
+                batch.append(entry)
+                size += len(entry.rows)
             else:
-                first = entry
-            batch, size = [first], len(first[0])
-            later: deque[_Entry[Out]] = deque()
-            for entry in waiting:  # earlier arrivals first
-                if entry[1] == first[1] and size + len(entry[0]) <= self._max_batch:
-                    batch.append(entry)
-                    size += len(entry[0])
-                else:
-                    later.append(entry)
-            waiting = later
-            while size < self._max_batch and not stopping:
-                try:
-                    entry = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if entry is None:
-                    stopping = True  # finish what was submitted, then stop
-                elif entry[1] == first[1] and size + len(entry[0]) <= self._max_batch:
-                    batch.append(entry)
-                    size += len(entry[0])
-                else:
-                    waiting.append(entry)
-            self._execute(batch)
+                rest.append(entry)
+        self._waiting = rest
+        return batch
 
-    def _execute(self, batch: list[_Entry[Out]]) -> None:
+    def _run(self, batch: list[_Entry]) -> None:
+        """Run one batch with the lock released, then wake the waiters (lock held on entry and exit)."""
+        self._running += 1
+        self._changed.release()
         try:
-            out = self._fn(np.concatenate([rows for rows, _, _ in batch]), batch[0][1])
+            self._execute(batch)
+        finally:
+            self._changed.acquire()
+            self._running -= 1
+            self._changed.notify_all()
+
+    def _execute(self, batch: list[_Entry]) -> None:
+        try:
+            rows = batch[0].rows if len(batch) == 1 else np.concatenate([entry.rows for entry in batch])
+            out = self._fn(rows, batch[0].key)
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of this batch
-            for _, _, future in batch:
-                future.set_exception(exc)
+            for entry in batch:
+                entry.error, entry.done = exc, True
             return
         start = 0
-        for rows, _, future in batch:
-            end = start + len(rows)
-            rows_of = out[start:end] if isinstance(out, np.ndarray) else tuple(o[start:end] for o in out)  # type: ignore[attr-defined]
-            future.set_result(cast(Out, rows_of))
+        for entry in batch:
+            end = start + len(entry.rows)
+            entry.result = out[start:end] if isinstance(out, np.ndarray) else tuple(o[start:end] for o in out)  # type: ignore[attr-defined]
+            entry.done = True
             start = end

@@ -17,11 +17,12 @@ from lookalike.batching import BatchFn
 from lookalike.catalog.repository import ItemRecord
 from lookalike.duplicates import collapse, image_signatures
 from lookalike.engine import Engine
-from lookalike.errors import EmptyCatalogError, InvalidRequestError, NotFoundError
+from lookalike.concurrency import bounded_map
+from lookalike.errors import EmptyCatalogError, ImageDecodeError, InvalidRequestError, NotFoundError
 from lookalike.index.base import VectorStore
 from lookalike.io.images import decode_image
 from lookalike.item_vectors import readable_item_vectors
-from lookalike.signatures import PALETTE_BINS, PALETTE_SIDE, colour_mismatch, colourfulness, palette
+from lookalike.signatures import PALETTE_BINS, colour_mismatch, colourfulness, palette
 
 StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.ndarray]]  # queries, k, category
 
@@ -87,7 +88,30 @@ class SearchService:
 
     def embed_images(self, images: list[bytes | Path], labels: Sequence[str] | None = None) -> np.ndarray:
         """Embeddings of query images; ImageDecodeError for an unreadable one, named by its label when given."""
-        return self._embed_inputs(self.engine.featurizer.prepare_many(images, labels))
+        return self.query_embeddings(images, labels)[0]
+
+    def query_embeddings(self, images: Sequence[bytes | Path], labels: Sequence[str] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and palettes of query images, each image decoded once; ImageDecodeError for an unreadable one,
+        named by its label when given."""
+        featurizer = self.engine.featurizer
+        size = featurizer.extractor.preprocessing.input_size
+
+        def decode(position: int) -> tuple[np.ndarray, np.ndarray]:
+            try:
+                image = decode_image(images[position], max_pixels=featurizer.max_pixels, draft_size=size)
+            except ImageDecodeError as exc:
+                if labels is None:
+                    raise
+                raise type(exc)(f"{labels[position]}: {exc}") from None
+            return featurizer.extractor.prepare(image), palette(image)
+
+        if not images:
+            return np.zeros((0, self.engine.head.dim), np.float32), np.zeros((0, PALETTE_BINS), np.float32)
+        workers = min(featurizer.workers, len(images))
+        decoded = list(bounded_map(decode, range(len(images)), workers, 2 * workers))
+        inputs = np.stack([inputs for inputs, _ in decoded])
+        return self._embed_inputs(inputs), np.stack([colours for _, colours in decoded])
 
     def search_images(
         self, images: list[bytes | Path], k: int = 5, category: str | None = None, allowed: np.ndarray | None = None,
@@ -95,9 +119,8 @@ class SearchService:
         """One response per image; ``took_ms`` covers decoding, embedding and search of each batch."""
         self._check(k)
         started = time.perf_counter()
-        vectors = self.embed_images(images)
-        return self.search_vectors(vectors, k, category, started=started, palettes=self.palettes_of(images),
-                                   allowed=allowed)
+        vectors, palettes = self.query_embeddings(images)
+        return self.search_vectors(vectors, k, category, started=started, palettes=palettes, allowed=allowed)
 
     def search_vectors(
         self, vectors: np.ndarray, k: int = 5, category: str | None = None, *, exclude: set[int] | None = None,
@@ -190,12 +213,6 @@ class SearchService:
         chosen = [kept_hits[i] for i in collapse(vectors, threshold, k, palettes)]
         return [replace(h, rank=rank) for rank, h in enumerate(chosen, 1)]
 
-    def palettes_of(self, images: Sequence[bytes | Path]) -> np.ndarray:
-        """The palettes of query images (decoded small; they were decoded once already, so they are readable)."""
-        max_pixels = self.engine.featurizer.max_pixels
-        return np.stack([palette(decode_image(image, max_pixels=max_pixels, draft_size=PALETTE_SIDE))
-                         for image in images]) if images else np.zeros((0, PALETTE_BINS), np.float32)
-
     def item_palettes(self, ids: Sequence[int]) -> np.ndarray:
         """The palettes of catalog items, in order; NotFoundError names unknown ones."""
         records = self.engine.catalog.get_items(ids)
@@ -230,26 +247,20 @@ class SearchService:
             raise NotFoundError(f"the image of item {', '.join(map(str, lost[:10]))} can no longer be read")
         return vectors
 
-    def example_palette(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = ()) -> np.ndarray:
-        """The colours of "like these": the normalized mean palette of the examples, (1, PALETTE_BINS)."""
-        parts = [self.palettes_of(images), self.item_palettes(item_ids) if item_ids else np.zeros((0, PALETTE_BINS))]
-        return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))
-
-    def example_vector(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = (),
-                       labels: Sequence[str] | None = None) -> np.ndarray:
-        """The query for "like these": the normalized mean embedding of example images (``labels`` name them in
-        errors) and catalog items, (1, dim)."""
+    def example_query(self, images: Sequence[bytes | Path] = (), item_ids: Sequence[int] = (),
+                      labels: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The query for "like these", (1, dim), and its colours, (1, PALETTE_BINS): the normalized means of the
+        embeddings and of the palettes of example images (``labels`` name them in errors) and catalog items."""
         count = len(images) + len(item_ids)
         if count == 0:
             raise InvalidRequestError("give at least one example: an image file or a catalog item id")
         if count > MAX_EXAMPLES:
             raise InvalidRequestError(f"at most {MAX_EXAMPLES} examples, got {count}")
-        parts = []
-        if images:
-            parts.append(self.embed_images(list(images), labels))
+        vectors, palettes = self.query_embeddings(images, labels)
         if item_ids:
-            parts.append(self.item_vectors(item_ids))
-        return normalize(np.concatenate(parts).mean(axis=0, keepdims=True))
+            vectors = np.concatenate([vectors, self.item_vectors(item_ids)])
+            palettes = np.concatenate([palettes, self.item_palettes(item_ids)])
+        return normalize(vectors.mean(axis=0, keepdims=True)), normalize(palettes.mean(axis=0, keepdims=True))
 
 
 def _best_per_product(hits: list[SearchHit]) -> list[SearchHit]:

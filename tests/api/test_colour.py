@@ -85,7 +85,7 @@ def test_colour_reorders_results_within_a_category_never_across(settings, colour
     try:
         images = [photo(category, 0, colour) for category in PRODUCT_CATEGORIES for colour in COLOURS]
         coloured, plain = SearchService(engine), SearchService(engine, colour_weight=0)
-        vectors, palettes = coloured.embed_images(images), coloured.palettes_of(images)
+        vectors, palettes = coloured.query_embeddings(images)
         reordered = 0
         for with_colour, without in zip(coloured.search_vectors(vectors, 12, palettes=palettes),
                                         plain.search_vectors(vectors, 12, palettes=palettes), strict=True):

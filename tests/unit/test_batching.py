@@ -40,13 +40,42 @@ def test_concurrent_callers_share_calls_and_get_their_own_rows() -> None:
     assert len(fn.batch_sizes) < len(inputs) / 2  # callers were batched together
 
 
-def test_a_lone_call_runs_at_once() -> None:
-    fn = SlowDouble()
-    batcher = MicroBatcher.of(fn)
+def test_a_lone_call_runs_at_once_on_the_callers_own_thread() -> None:
+    threads: list[str] = []
+
+    def double(rows: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return rows * 2
+
+    batcher = MicroBatcher.of(double)
     out = batcher(np.ones((2, 3), np.float32))
     batcher.close()
-    assert fn.batch_sizes == [2]
+    assert threads == [threading.current_thread().name]
     np.testing.assert_array_equal(out, np.full((2, 3), 2.0))
+
+
+def test_runners_bound_how_many_calls_run_at_once() -> None:
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(rows: np.ndarray) -> np.ndarray:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.03)
+        with lock:
+            running[0] -= 1
+        return rows + 1
+
+    for runners in (1, 2):
+        most[0] = 0
+        batcher = MicroBatcher.of(slow, max_batch=1, runners=runners)
+        inputs = [np.full((1, 2), i, np.float32) for i in range(12)]
+        with ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(batcher, inputs))
+        for rows, out in zip(inputs, outputs, strict=True):
+            np.testing.assert_array_equal(out, rows + 1)
+        assert most[0] == runners
 
 
 def test_an_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on() -> None:

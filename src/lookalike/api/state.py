@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -53,10 +55,11 @@ class AppState:
         if not settings.query_batching:
             return cls(settings, engine, SearchService(engine, colour_weight=settings.colour_weight), confidence,
                        lock)
-        embed = MicroBatcher.of(engine.embed_inputs, settings.batch_size, "lookalike-embed")
+        runners = max(1, (os.cpu_count() or 1) // settings.workers)
+        embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners)
         search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
             lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
-            settings.batch_size, "lookalike-search")
+            settings.batch_size, runners)
         service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)),
                                 settings.colour_weight)
         return cls(settings, engine, service, confidence, lock, batchers=[embed, search])
@@ -100,3 +103,12 @@ class AppState:
         groups = find_duplicates(self.engine, threshold)
         self._groups = (key, groups)
         return groups
+
+
+def one_thread_embedding(engine: Engine) -> Callable[[np.ndarray], np.ndarray]:
+    """Backbone inputs -> embeddings on one ONNX Runtime thread per call: a server's calls are mostly of one image,
+    and splitting one image over several threads costs more CPU in all than it saves time (BENCHMARKS.md); the
+    server runs several calls at once instead."""
+    extractor = engine.extractor if engine.extractor.threads == 1 else engine.extractor.with_threads(1)
+    head = engine.head if engine.head.threads == 1 else dataclasses.replace(engine.head, threads=1)
+    return lambda inputs: head(extractor(inputs))

@@ -153,9 +153,8 @@ def search(
             except InvalidRequestError as exc:
                 raise fail(str(exc), 2) from None  # bad input, like an unreadable query
             if together:
-                vector = service.example_vector(list(queries))
+                vector, palette = service.example_query(list(queries))
                 label = Path(f"{len(queries)} examples: " + ", ".join(q.name for q in queries))
-                palette = service.example_palette(list(queries))
                 print_response(label, service.search_vectors(vector, k, category, palettes=palette,
                                                              allowed=allowed)[0], as_json)
             else:

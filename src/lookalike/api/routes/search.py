@@ -78,8 +78,7 @@ def search(
     images = [read_upload(upload, limit) for upload in files]
     names = [(u.filename or "upload")[:100] for u in files]
     labels = names if len(files) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
-    vector = state.service.example_vector(images, examples, labels)
-    palette = state.service.example_palette(images, examples)
+    vector, palette = state.service.example_query(images, examples, labels)
     found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
                                          palettes=palette, by_product=group_by == "product",
                                          allowed=narrowed.allowed)[0]
