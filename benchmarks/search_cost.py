@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
-
 from common import machine, multipart, query_jpegs, server_process
 
 from lookalike.bootstrap import open_engine

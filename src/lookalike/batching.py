@@ -77,7 +77,7 @@ class MicroBatcher(Generic[Out]):
     def _take(self) -> list[_Entry]:
         """The oldest waiting entry and the later ones with its key, up to ``max_batch`` rows (lock held)."""
         first = self._waiting.popleft()
-        batch, size, rest = [first], len(first.rows), deque()
+        batch, size, rest = [first], len(first.rows), deque[_Entry]()
         for entry in self._waiting:
             if entry.key == first.key and size + len(entry.rows) <= self._max_batch:
                 batch.append(entry)

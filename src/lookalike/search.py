@@ -15,9 +15,10 @@ import numpy as np
 
 from lookalike.batching import BatchFn
 from lookalike.catalog.repository import ItemRecord
+from lookalike.catalog.view import CatalogView
+from lookalike.concurrency import bounded_map
 from lookalike.duplicates import collapse, image_signatures
 from lookalike.engine import Engine
-from lookalike.concurrency import bounded_map
 from lookalike.errors import EmptyCatalogError, ImageDecodeError, InvalidRequestError, NotFoundError
 from lookalike.index.base import VectorStore
 from lookalike.io.images import decode_image
@@ -32,6 +33,7 @@ MAX_EXAMPLES = 20
 CANDIDATES = 4  # a deduplicated or colour-ranked list of k is picked from the best 4k + 10 candidates
 COLOUR_WEIGHT = 2.0  # a full colour mismatch costs this share of its category's candidates' score range
 IN_COLOUR = 0.25  # an image whose garment is at least this share coloured (signatures.colourfulness) is in colour
+MAX_PALETTES = 200_000  # item palettes remembered by a search service (about 200 bytes each)
 COLOUR_CATALOG = 0.2  # when at least this share of a query's candidates are in colour, colour ranks them too
 
 
@@ -76,6 +78,8 @@ class SearchService:
         much colour ranks results in a catalog in colour (0: not at all; see :meth:`search_vectors`)."""
         self.engine = engine
         self.colour_weight = colour_weight
+        self.view = CatalogView(engine.catalog)
+        self._palette_of: dict[str, np.ndarray] = {}  # by content hash: an image's colours never change
         self._embed_inputs = embed_inputs or engine.embed_inputs
         self._search_store = search_store or (lambda queries, k, category: self.engine.store.search(
             queries, k, category))
@@ -144,7 +148,8 @@ class SearchService:
             scores, ids = self._search_store(vectors, fetch + extra, category)
         else:  # filtered searches are not batched together: each has its own ids
             scores, ids = self.engine.store.search(vectors, fetch + extra, category, allowed)
-        records = self.engine.catalog.get_items(int(i) for i in np.unique(ids) if i >= 0)
+        self.view.refresh()
+        records = self.view.items(int(i) for i in np.unique(ids) if i >= 0)
         by_colour = palettes is not None and self.colour_weight > 0
         colours = self._palettes(list(records.values())) if by_colour or dedupe_threshold is not None else {}
         responses = []
@@ -173,14 +178,20 @@ class SearchService:
         skus = {h.sku for h in hits if h.sku}
         if not skus:
             return hits
-        products = self.engine.catalog.products.attributes(skus)
+        products = self.view.product_attributes(skus)
         return [replace(h, product=products.get(h.sku)) if h.sku else h for h in hits]
 
     def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
         """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
-        found = image_signatures(self.engine.catalog, records)
+        known = self._palette_of
+        missing = [r for r in records if r.content_hash not in known]
+        if missing:
+            found = image_signatures(self.engine.catalog, missing)
+            if len(known) > MAX_PALETTES:
+                known.clear()
+            known.update({key: s.palette_vector() for key, s in found.items()})
         none = np.zeros(PALETTE_BINS, np.float32)
-        return {r.id: found[r.content_hash].palette_vector() if r.content_hash in found else none for r in records}
+        return {r.id: known.get(r.content_hash, none) for r in records}
 
     def _by_colour(self, hits: list[SearchHit], colours: dict[int, np.ndarray], query: np.ndarray) -> list[SearchHit]:
         """The hits re-ranked by colour when enough of them are in colour; else as they are. Each category keeps the

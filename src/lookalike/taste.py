@@ -8,6 +8,7 @@ recommendation query. A new model (other embedding space) starts the sum afresh;
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,6 +28,7 @@ class TasteProfiles:
     def __init__(self, service: SearchService) -> None:
         self.service = service
         self.catalog = service.engine.catalog
+        self._updating = threading.Lock()  # one read-modify-write of a taste at a time in this process
 
     def _taste(self, shopper: str) -> ShopperTaste:
         version = self.service.engine.model_version
@@ -35,28 +37,31 @@ class TasteProfiles:
             return ShopperTaste(version, np.zeros(self.service.engine.head.dim, np.float32))
         return taste
 
-    def record_search(self, shopper: str, query: np.ndarray, shown: Iterable[int]) -> None:
-        """A search by the shopper: its query joins the taste, its results count as seen."""
-        taste = self._taste(shopper)
-        vector = taste.vector + SEARCH_WEIGHT * np.asarray(query, np.float32).reshape(-1)
-        self.catalog.save_shopper_profile(shopper, ShopperTaste(taste.model_version, vector, taste.searches + 1,
-                                                                taste.likes))
-        self.catalog.add_shopper_items(shopper, shown, "seen")
+    def record_searches(self, shopper: str, queries: np.ndarray, shown: Iterable[int]) -> None:
+        """Searches by the shopper: their queries (rows) join the taste, their results count as seen."""
+        with self._updating:
+            taste = self._taste(shopper)
+            added = np.asarray(queries, np.float32).reshape(-1, len(taste.vector))
+            vector = taste.vector + SEARCH_WEIGHT * added.sum(axis=0)
+            self.catalog.save_shopper_profile(shopper, ShopperTaste(taste.model_version, vector,
+                                                                    taste.searches + len(added), taste.likes))
+            self.catalog.add_shopper_items(shopper, shown, "seen")
 
     def record_feedback(self, shopper: str, liked: list[int], disliked: list[int]) -> None:
         """Items the shopper liked (toward) and disliked (away)."""
         if not liked and not disliked:
             return
-        taste = self._taste(shopper)
-        vector = taste.vector.copy()
-        if liked:
-            vector += LIKE_WEIGHT * self.service.item_vectors(liked).sum(axis=0)
-            self.catalog.add_shopper_items(shopper, liked, "liked")
-        if disliked:
-            vector -= DISLIKE_WEIGHT * self.service.item_vectors(disliked).sum(axis=0)
-            self.catalog.add_shopper_items(shopper, disliked, "disliked")
-        self.catalog.save_shopper_profile(shopper, ShopperTaste(taste.model_version, vector, taste.searches,
-                                                                taste.likes + len(liked)))
+        with self._updating:
+            taste = self._taste(shopper)
+            vector = taste.vector.copy()
+            if liked:
+                vector += LIKE_WEIGHT * self.service.item_vectors(liked).sum(axis=0)
+                self.catalog.add_shopper_items(shopper, liked, "liked")
+            if disliked:
+                vector -= DISLIKE_WEIGHT * self.service.item_vectors(disliked).sum(axis=0)
+                self.catalog.add_shopper_items(shopper, disliked, "disliked")
+            self.catalog.save_shopper_profile(shopper, ShopperTaste(taste.model_version, vector, taste.searches,
+                                                                    taste.likes + len(liked)))
 
     def describe(self, shopper: str) -> ShopperTaste:
         return self._taste(shopper)

@@ -32,6 +32,8 @@ class AppState:
     service: SearchService
     confidence: ConfidenceModel
     write_lock: WriteLock
+    taste: TasteProfiles
+    history: SearchHistory
     started: float = field(default_factory=time.time)
     map_lock: threading.Lock = field(default_factory=threading.Lock)
     embedding_map: dict[str, Any] | None = None
@@ -52,17 +54,20 @@ class AppState:
     def open(cls, settings: Settings, engine: Engine) -> AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         lock = WriteLock(settings.home / "write.lock")
-        if not settings.query_batching:
-            return cls(settings, engine, SearchService(engine, colour_weight=settings.colour_weight), confidence,
-                       lock)
-        runners = max(1, (os.cpu_count() or 1) // settings.workers)
-        embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners)
-        search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
-            lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
-            settings.batch_size, runners)
-        service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)),
-                                settings.colour_weight)
-        return cls(settings, engine, service, confidence, lock, batchers=[embed, search])
+        batchers: list[MicroBatcher] = []
+        if settings.query_batching:
+            runners = max(1, (os.cpu_count() or 1) // settings.workers)
+            embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners)
+            search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
+                lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
+                settings.batch_size, runners)
+            service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)),
+                                    settings.colour_weight)
+            batchers = [embed, search]
+        else:
+            service = SearchService(engine, colour_weight=settings.colour_weight)
+        taste = TasteProfiles(service)
+        return cls(settings, engine, service, confidence, lock, taste, SearchHistory(taste), batchers=batchers)
 
     @contextmanager
     def changing(self) -> Iterator[None]:
@@ -74,15 +79,8 @@ class AppState:
     def close(self) -> None:
         for batcher in self.batchers:
             batcher.close()
+        self.history.close()
         self.engine.close()
-
-    @property
-    def taste(self) -> TasteProfiles:
-        return TasteProfiles(self.service)
-
-    @property
-    def history(self) -> SearchHistory:
-        return SearchHistory(self.taste)
 
     def duplicate_threshold(self) -> DuplicateThreshold:
         """The calibrated near-duplicate threshold, fitted on first use (and again when the catalog changed)."""

@@ -130,6 +130,16 @@ class Search(Base):
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
+class IdBlock(Base):
+    """The next id of a kind not handed out yet: a process reserves ids in blocks, so it numbers its searches itself
+    and writes them later, several in one transaction."""
+
+    __tablename__ = "id_blocks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    next_id: Mapped[int] = mapped_column(Integer)
+
+
 class SearchVector(Base):
     """The query embedding of a search, so it can be refined later without the upload (float32 bytes)."""
 

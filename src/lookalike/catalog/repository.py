@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,14 +22,18 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
-from lookalike.catalog.attributes import AttributeRepository, forget_attributes, write_attributes
+from lookalike.catalog.attributes import AttributeRepository, bump, forget_attributes, write_attributes
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
+    CatalogState,
+    IdBlock,
     ImageSignature,
     Item,
     Search,
@@ -41,13 +46,15 @@ from lookalike.catalog.models import (
 from lookalike.catalog.products import DownloadRepository, ProductRepository
 from lookalike.catalog.records import ItemRecord, NewItem
 
-__all__ = ["Catalog", "ItemRecord", "NewItem", "ShopperTaste", "StoredSignature"]
+__all__ = ["Catalog", "ItemRecord", "NewItem", "NewSearch", "ShopperTaste", "StoredSignature"]
 
 
 _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.item_id, Item.extra, Item.model_version,
                    Item.sku, Item.image_url)
 # Statements of the per-search path, built once: SQLAlchemy then reuses their compiled form with new parameters.
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
+_SEARCHES = "searches"
+_VERSION = select(CatalogState.version).where(CatalogState.id == 1)
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_SHOPPER = insert(SearchShopper.__table__)  # type: ignore[arg-type]
@@ -117,6 +124,11 @@ class Catalog:
 
     def session(self) -> Session:
         return self._sessions()
+
+    def version(self) -> int:
+        """The catalog's version: it moves with every change of items or products, by any process."""
+        with self.engine.connect() as connection:  # Core: this runs for every search
+            return int(connection.execute(_VERSION).scalar() or 0)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -244,6 +256,7 @@ class Catalog:
                 session.query(Item).filter(Item.id.in_(chunk)).update(
                     {Item.model_version: model_version}, synchronize_session=False
                 )
+            bump(session)
 
     def count(self) -> int:
         with self.session() as session:
@@ -260,20 +273,52 @@ class Catalog:
                       results: list[dict[str, Any]], vector: np.ndarray | None = None,
                       model_version: str | None = None, shopper: str | None = None,
                       palette: np.ndarray | None = None) -> int:
-        """Store a search (its query embedding and colours, when given, to refine or re-run it later, and the
-        shopper who made it); returns its id."""
+        """Store one search at once (see :meth:`record_searches`); returns its id."""
+        search_id = self.reserve_search_ids(1)[0]
+        self.record_searches([NewSearch(search_id, query, k, category, took_ms, results, vector, model_version,
+                                        shopper, palette)])
+        return search_id
+
+    def reserve_search_ids(self, count: int) -> range:
+        """``count`` search ids no other caller, in any process, gets."""
+        for _ in range(10):
+            with self.session() as session, session.begin():
+                moved = session.execute(update(IdBlock).where(IdBlock.name == _SEARCHES)
+                                        .values(next_id=IdBlock.next_id + count))
+                if getattr(moved, "rowcount", 0):
+                    end = int(session.scalar(select(IdBlock.next_id).where(IdBlock.name == _SEARCHES)) or 0)
+                    return range(end - count, end)
+            try:
+                with self.session() as session, session.begin():  # the first reservation: after every stored search
+                    first = int(session.scalar(select(func.max(Search.id))) or 0) + 1
+                    session.add(IdBlock(name=_SEARCHES, next_id=first + count))
+                return range(first, first + count)
+            except IntegrityError:  # another process made the row meanwhile: reserve from it
+                continue
+        raise RuntimeError("could not reserve search ids")
+
+    def search_ids_reserved(self) -> int:
+        """The first search id not handed out yet: an absent search below it may still be on its way."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(IdBlock.next_id).where(IdBlock.name == _SEARCHES)).scalar() or 1)
+
+    def record_searches(self, searches: Sequence[NewSearch]) -> None:
+        """Store searches numbered by :meth:`reserve_search_ids` (their query embeddings and colours, when given, to
+        refine or re-run them later, and the shoppers who made them), in one transaction."""
+        if not searches:
+            return
         with self.engine.begin() as connection:  # Core, not the ORM: this runs for every search
-            inserted = connection.execute(_INSERT_SEARCH, {"query": query, "k": k, "category": category,
-                                                           "took_ms": took_ms, "results": results,
-                                                           "created_at": utcnow()})
-            search_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
-            if vector is not None and model_version is not None:
-                connection.execute(_INSERT_SEARCH_VECTOR, {"search_id": search_id, "model_version": model_version,
-                                                           "vector": _to_bytes(vector), "palette": None if palette
-                                                           is None else _to_bytes(palette)})
-            if shopper is not None:
-                connection.execute(_INSERT_SEARCH_SHOPPER, {"search_id": search_id, "shopper_id": shopper})
-            return search_id
+            connection.execute(_INSERT_SEARCH, [
+                {"id": s.id, "query": s.query, "k": s.k, "category": s.category, "took_ms": s.took_ms,
+                 "results": s.results, "created_at": s.created_at} for s in searches])
+            vectors = [{"search_id": s.id, "model_version": s.model_version, "vector": _to_bytes(s.vector),
+                        "palette": None if s.palette is None else _to_bytes(s.palette)}
+                       for s in searches if s.vector is not None and s.model_version is not None]
+            if vectors:
+                connection.execute(_INSERT_SEARCH_VECTOR, vectors)
+            shoppers = [{"search_id": s.id, "shopper_id": s.shopper} for s in searches if s.shopper is not None]
+            if shoppers:
+                connection.execute(_INSERT_SEARCH_SHOPPER, shoppers)
 
     def search_vector(self, search_id: int) -> StoredQuery | None:
         """The query of a stored search (its model version, embedding and colours), or None."""
@@ -321,6 +366,23 @@ class Catalog:
             query = select(ShopperItem.item).where(ShopperItem.shopper_id == shopper,
                                                    ShopperItem.kind.in_(list(kinds))).order_by(ShopperItem.id.desc())
             return set(session.scalars(query.limit(limit) if limit else query))
+
+
+@dataclass(frozen=True)
+class NewSearch:
+    """A search to store, numbered beforehand (:meth:`Catalog.reserve_search_ids`)."""
+
+    id: int
+    query: str
+    k: int
+    category: str | None
+    took_ms: float
+    results: list[dict[str, Any]]
+    vector: np.ndarray | None = None
+    model_version: str | None = None
+    shopper: str | None = None
+    palette: np.ndarray | None = None
+    created_at: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ def recommendations(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             "recommendations need a shopper: send an X-Shopper-Id header (or the dashboard's cookie)")
     started = time.perf_counter()
+    state.history.flush()
     taste = state.taste.describe(shopper)
     found = state.taste.recommend(shopper, k, dedupe_for(state, dedupe).threshold, narrowed.allowed)
     return Recommendations(shopper=shopper, searches=taste.searches, likes=taste.likes,

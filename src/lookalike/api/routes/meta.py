@@ -31,6 +31,7 @@ def health(state: State) -> Health:
 def stats(state: State) -> Stats:
     """Catalog, model and index figures (no filesystem paths or server addresses: `lookalike info` has those)."""
     engine = state.engine
+    state.history.flush()
     index = {key: value for key, value in engine.store.describe().items() if key not in PRIVATE_INDEX_FIELDS}
     return Stats(items=len(engine.store), products=engine.catalog.products.count(),
                  categories=len(engine.store.category_counts()),
@@ -51,6 +52,7 @@ def history(state: State, shopper: Shopper, operator: Operator,
     if not operator and shopper is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "history is per shopper: send an X-Shopper-Id "
                             "header (or the dashboard's cookie), or the token for every shopper's searches")
+    state.history.flush()
     return [HistoryEntry(id=s.id, created_at=_utc(s.created_at).isoformat(), query=s.query, k=s.k, category=s.category,
                          took_ms=s.took_ms, results=s.results)
             for s in state.engine.catalog.recent_searches(limit, None if operator else shopper)]

@@ -7,7 +7,12 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.routing import Match
+from starlette.types import Scope
 
 from lookalike.api.deps import (
     NO_FILTER,
@@ -15,6 +20,10 @@ from lookalike.api.deps import (
     FormDedupe,
     FormFilter,
     FormGroupBy,
+    QueryCategory,
+    QueryDedupe,
+    QueryFilter,
+    QueryGroupBy,
     Shopper,
     State,
     dedupe_for,
@@ -40,8 +49,55 @@ def parse_item_ids(text: str | None) -> list[int]:
     return list(dict.fromkeys(int(t) for t in tokens))
 
 
+class ImageBodyRoute(APIRoute):
+    """A route that takes only requests whose body is an image (``Content-Type: image/...``), so the same path and
+    method can also take multipart forms in another route."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE and not Headers(scope=scope).get("content-type", "").startswith("image/"):
+            return Match.NONE, {}
+        return match, child
+
+
+async def search_image_body(
+    request: Request,
+    state: State,
+    shopper: Shopper,
+    category: QueryCategory,
+    dedupe: QueryDedupe,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")] = 5,
+    group_by: QueryGroupBy = None,
+    narrowed: QueryFilter = NO_FILTER,
+    facets: Annotated[bool, Query(description="Add facet counts of the items the filter matches.")] = False,
+) -> Response:
+    """One query image as the whole request body; the options in the query string. No form to parse."""
+    started = time.perf_counter()
+    limit = int(state.settings.max_upload_mb * 2**20)
+    image = await request.body()
+    if len(image) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"upload is larger than the {limit // 2**20} MB limit")
+    if not image:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body is empty: send the image")
+
+    def answer() -> Response:
+        vector, palette = state.service.example_query([image], labels=["upload"])
+        found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
+                                             palettes=palette, by_product=group_by == "product",
+                                             allowed=narrowed.allowed)[0]
+        return search_answer(state, shopper, "upload", k, category, dedupe, found, narrowed, facets)
+
+    return await run_in_threadpool(answer)
+
+
+router.add_api_route("/search", search_image_body, methods=["POST"], include_in_schema=False,
+                     route_class_override=ImageBodyRoute)
+
+IMAGE_BODY = {"requestBody": {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 @router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples",
-             responses=error_responses(*READ, *UPLOAD, 404, 409))
+             responses=error_responses(*READ, *UPLOAD, 404, 409), openapi_extra=IMAGE_BODY)
 def search(
     state: State,
     shopper: Shopper,
@@ -57,7 +113,10 @@ def search(
     query_id: Annotated[int | None, Form(description="Search again with the query of this earlier search (another "
                                                      "filter, say), instead of examples.")] = None,
 ) -> Response:
-    """The query is the normalized mean embedding of every example (files and items), or an earlier search's."""
+    """The query is the normalized mean embedding of every example (files and items), or an earlier search's.
+
+    One image can also be the whole request body (`Content-Type: image/jpeg`, say), with `k`, `category`,
+    `dedupe`, `group_by`, `filter` and `facets` in the query string: the same answer, without a form to parse."""
     started = time.perf_counter()
     files = file or []
     examples = parse_item_ids(item_ids)
@@ -89,7 +148,7 @@ def search(
 
 def stored_query(state: AppState, query_id: int) -> StoredQuery:
     """An earlier search's query; 404 for an unknown one, 409 when it was made with another model."""
-    stored = state.engine.catalog.search_vector(query_id)
+    stored = state.history.stored_query(query_id)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no search with id {query_id}")
     if stored.model_version != state.engine.model_version:
@@ -119,6 +178,7 @@ def refine(state: State, shopper: Shopper, body: RefineRequest) -> Response:
                                          dedupe_threshold=dedupe.threshold, by_product=body.group_by == "product",
                                          allowed=narrowed.allowed)[0]
     if shopper:
+        state.history.flush()  # the searches before it count first
         state.taste.record_feedback(shopper, body.liked, body.disliked)
     label = f"refined search {body.query_id} (+{len(body.liked)} / -{len(body.disliked)})"
     return search_answer(state, shopper, label, body.k, category, dedupe, found, narrowed, body.facets)
