@@ -171,7 +171,7 @@ def top_frames(samples_file: Path, n: int = 40) -> list[tuple[str, float]]:
     return [(frame, round(c / max(total, 1), 3)) for frame, c in inclusive.most_common(n)]
 
 
-def measure(home: Path, requests: int, raw: bool, spy: bool) -> dict[str, Any]:
+def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path | None = None) -> dict[str, Any]:
     images = query_jpegs(requests)
     bodies = [(image, "image/jpeg") if raw else multipart(image, {"k": "5"}) for image in images]
     path = "/api/search?k=5" if raw else "/api/search"
@@ -204,6 +204,8 @@ def measure(home: Path, requests: int, raw: bool, spy: bool) -> dict[str, Any]:
             spying.send_signal(2)  # SIGINT: py-spy writes its file
             spying.wait(60)
             if samples.exists():
+                if keep_samples:
+                    shutil.copy(samples, keep_samples)
                 result["stages"] = stages_of(samples)
                 result["top_frames"] = top_frames(samples)
     result["bare_model"] = bare_model(home, images[:100])
@@ -217,10 +219,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--raw", action="store_true", help="send the image as the request body, not multipart")
     parser.add_argument("--py-spy", action="store_true", help="also sample the server with py-spy")
+    parser.add_argument("--samples", type=Path, help="keep py-spy's collapsed stacks here")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "search_cost.json")
     args = parser.parse_args()
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-              **measure(args.home, args.requests, args.raw, args.py_spy)}
+              **measure(args.home, args.requests, args.raw, args.py_spy, args.samples)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

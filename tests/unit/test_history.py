@@ -90,3 +90,14 @@ def test_a_shoppers_searches_add_up_in_their_taste(service):
     seen = service.engine.catalog.shopper_items("shopper-1", ["seen"])
     assert seen == {h.id for f in found for h in f.hits}
     history.close()
+
+
+def test_ids_skip_past_searches_stored_by_other_means(service):
+    catalog = service.engine.catalog
+    first = catalog.reserve_search_ids(4)
+    catalog.record_search("by an older version", 3, None, 1.0, [])  # numbered through the reservation too
+    from lookalike.catalog.models import Search
+
+    with catalog.session() as session, session.begin():
+        session.add(Search(id=first[-1] + 50, query="written directly", k=3, category=None, took_ms=1.0, results=[]))
+    assert catalog.reserve_search_ids(2)[0] == first[-1] + 51

@@ -285,9 +285,14 @@ class Catalog:
             with self.session() as session, session.begin():
                 moved = session.execute(update(IdBlock).where(IdBlock.name == _SEARCHES)
                                         .values(next_id=IdBlock.next_id + count))
-                if getattr(moved, "rowcount", 0):
-                    end = int(session.scalar(select(IdBlock.next_id).where(IdBlock.name == _SEARCHES)) or 0)
-                    return range(end - count, end)
+                if getattr(moved, "rowcount", 0):  # this transaction now holds the row
+                    start = int(session.scalar(select(IdBlock.next_id).where(IdBlock.name == _SEARCHES)) or 0) - count
+                    stored = session.scalar(select(func.max(Search.id)))
+                    if stored is not None and stored >= start:  # written by other means (an older version, say)
+                        start = int(stored) + 1
+                        session.execute(update(IdBlock).where(IdBlock.name == _SEARCHES)
+                                        .values(next_id=start + count))
+                    return range(start, start + count)
             try:
                 with self.session() as session, session.begin():  # the first reservation: after every stored search
                     first = int(session.scalar(select(func.max(Search.id))) or 0) + 1

@@ -1,0 +1,81 @@
+"""Serving speed of this checkout against another one, side by side in one run, on the same home.
+
+    git worktree add /tmp/base <commit>
+    python benchmarks/serving_versus.py --home ~/.lookalike --baseline-src /tmp/base/src --rounds 2
+
+For each round, each version in turn (baseline first): a `lookalike serve --workers N` whose code comes from that
+``src`` (``PYTHONPATH``), then
+- sequential searches (one worker): latency and the server's CPU per search;
+- closed loop: ``--clients`` clients searching back to back for ``--seconds`` with ``--workers`` processes;
+- open loop: ``--rate`` searches/s arriving at random for ``--seconds`` with ``--workers`` processes.
+The request bodies, arrival times and home are the same for both. Results go to ``--out`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, process_tree_cpu, server_process
+from query_latency import bodies, load, open_loop, sequential
+
+CURRENT = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def one_version(src: str, home: Path, requests: list[tuple[bytes, str]], sequential_n: int, clients: int,
+                seconds: float, rate: float, workers: int, seed: int) -> dict[str, Any]:
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = src
+    try:
+        result: dict[str, Any] = {}
+        with server_process(home, workers="1") as (base, server):
+            sequential(base, requests[:20])
+            before = process_tree_cpu(server.pid)
+            result["sequential"] = sequential(base, requests[:sequential_n], warmup=0)
+            result["sequential"]["server_cpu_ms_per_search"] = round(
+                (process_tree_cpu(server.pid) - before) * 1000 / sequential_n, 2)
+        with server_process(home, workers=str(workers)) as (base, server):
+            load(base, requests, clients, min(5.0, seconds))  # warm-up
+            result[f"closed_loop_{workers}_workers"] = load(base, requests, clients, seconds, server.pid)
+            result[f"open_loop_{workers}_workers"] = open_loop(base, requests, rate, seconds, seed=seed,
+                                                               server=server.pid)
+        return result
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--baseline-src", required=True, help="the other checkout's src directory")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=150)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serving_versus.json")
+    args = parser.parse_args()
+    requests = bodies(500, 5)
+    rounds = []
+    for round_number in range(args.rounds):
+        rounds.append({name: one_version(src, args.home, requests, args.sequential, args.clients, args.seconds,
+                                         args.rate, args.workers, seed=round_number)
+                       for name, src in (("baseline", args.baseline_src), ("current", CURRENT))})
+        print(json.dumps(rounds[-1], indent=2), flush=True)
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
+              "rounds": rounds}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
