@@ -45,9 +45,14 @@ class FeatureExtractor:
         """The same model in a session of its own with ``threads`` intra-op threads."""
         return FeatureExtractor(self.onnx_path, self.name, self.preprocessing, threads, self._sha256)
 
-    def prepare(self, image: Image.Image) -> np.ndarray:
-        """Pad an RGB image to a square, resize it to the input size, normalize: (3, S, S) float32."""
+    def prepare(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """Pad an RGB image (or its (H, W, 3) uint8 pixels) to a square, resize it to the input size, normalize:
+        (3, S, S) float32; the same tensor for the image and its pixels."""
         size = self.preprocessing.input_size
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected RGB pixels (H, W, 3) uint8, got {image.shape} {image.dtype}")
+            image = Image.fromarray(image)
         width, height = image.size
         if width != height:
             side = max(width, height)

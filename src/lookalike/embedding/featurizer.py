@@ -27,7 +27,7 @@ from lookalike.concurrency import bounded_map
 from lookalike.embedding.feature_cache import FeatureCache
 from lookalike.errors import ImageDecodeError
 from lookalike.hashing import content_key
-from lookalike.io.images import decode_image, read_image_file
+from lookalike.io.images import decode_pixels, read_image_file
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class Featurizer:
     def prepare(self, source: bytes | Path) -> np.ndarray:
         """Decode one image and turn it into the backbone's input tensor (raises ImageDecodeError)."""
         size = self.extractor.preprocessing.input_size
-        image = decode_image(source, max_pixels=self.max_pixels, draft_size=size)
-        return self.extractor.prepare(image)
+        pixels = decode_pixels(source, max_pixels=self.max_pixels, draft_size=size)
+        return self.extractor.prepare(pixels)
 
     def prepare_many(self, sources: list[bytes | Path], labels: Sequence[str] | None = None) -> np.ndarray:
         """The backbone inputs of query images (N, 3, S, S); raises ImageDecodeError for the first bad one, its

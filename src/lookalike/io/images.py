@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import IO, Final
 
 import numpy as np
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from lookalike.errors import ImageDecodeError, ImageTooLargeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUPPORTED_EXTENSIONS", "decode_image", "sniff_image"]
+__all__ = ["SUPPORTED_EXTENSIONS", "decode_image", "decode_pixels", "sniff_image"]
 
 SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -52,6 +52,11 @@ try:
 except ImportError:  # pragma: no cover - pillow_heif is a declared dependency
     logger.warning("pillow_heif is not installed: HEIC/HEIF images cannot be decoded")
     _HEIF_AVAILABLE = False
+
+try:
+    import simplejpeg
+except ImportError:  # pragma: no cover - simplejpeg is a declared dependency; Pillow decodes everything without it
+    simplejpeg = None
 
 # Pillow format ids Image.open may use; an allowlist keeps the other plugins' parsers out of reach.
 # ("JPEG" also yields MPO images: the JPEG opener adopts them, MPO has no opener of its own.)
@@ -131,6 +136,64 @@ def decode_image(
             return _decode_stream(fh, max_pixels=max_pixels, draft_size=draft_size)
 
     raise TypeError(f"source must be bytes or a path, not {type(source).__name__}")
+
+
+def decode_pixels(
+    source: bytes | str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> np.ndarray:
+    """The pixels :func:`decode_image` gives for ``source``, as an ``(H, W, 3)`` uint8 array; same errors.
+
+    A plain JPEG (YCbCr or RGB, no EXIF/XMP orientation other than 1, both sides at least 16 pixels) decoded with
+    ``draft_size`` skips Pillow's decoder: libjpeg-turbo (through ``simplejpeg``) decodes it at the very DCT scale
+    Pillow's draft would pick (the ``decode_image`` docstring), with the same integer IDCT and fancy upsampling, so the
+    pixels are the same (``tests/unit/io/test_images.py`` compares them) and come straight into a numpy array, without
+    Pillow's line-by-line copies. Everything else, and whatever that decoder refuses (it also stops at libjpeg's
+    warnings), goes through :func:`decode_image`, which gives the verdict.
+    """
+    if draft_size is not None and simplejpeg is not None:
+        data: bytes | None = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = bytes(source)
+        elif isinstance(source, str | os.PathLike):
+            try:
+                data = Path(source).read_bytes()
+            except OSError:
+                data = None  # decode_image says why
+        if data and data.startswith(b"\xff\xd8\xff"):
+            pixels = _decode_plain_jpeg(data, max_pixels=max_pixels, draft_size=draft_size)
+            if pixels is not None:
+                return pixels
+            source = data
+    return np.asarray(decode_image(source, max_pixels=max_pixels, draft_size=draft_size))
+
+
+_FAST_JPEG_MIN_SIDE: Final[int] = 16  # below that, another DCT scale could give the same output size
+
+
+def _decode_plain_jpeg(data: bytes, *, max_pixels: int, draft_size: int) -> np.ndarray | None:
+    """``data`` decoded by libjpeg-turbo at Pillow's draft scale, or None when it is not a plain JPEG (or anything
+    fails): then :func:`decode_image` decides."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
+            width, height = img.size
+            if (type(img) is not JpegImagePlugin.JpegImageFile or img.mode != "RGB"
+                    or min(width, height) < _FAST_JPEG_MIN_SIDE or width * height > max_pixels
+                    or img.getexif().get(ExifTags.Base.Orientation, 1) != 1):
+                return None
+    except Exception:  # noqa: BLE001 - decode_image reports it
+        return None
+    # Pillow's draft: the largest s in {8, 4, 2, 1} with s <= min(W // size, H // size), output ceil(W / s) x ...
+    fits = min(width // draft_size, height // draft_size)
+    scale = next(s for s in (8, 4, 2, 1) if s <= fits or s == 1)
+    out_w, out_h = -(-width // scale), -(-height // scale)
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale, min_width=out_w, min_height=out_h)
+    except Exception:  # noqa: BLE001 - e.g. a libjpeg warning (strict mode); Pillow may still accept the file
+        return None
+    return pixels if pixels.shape == (out_h, out_w, 3) else None
 
 
 def _open_failure(path: Path, exc: OSError) -> ImageDecodeError:
