@@ -37,7 +37,9 @@ class MicroBatcher(Generic[Out]):
     ``max_batch`` rows, with at most ``runners`` calls at once; ``fn`` returns one array, or a tuple of arrays, with
     a row per input row."""
 
-    def __init__(self, fn: Callable[[np.ndarray, Hashable], Out], max_batch: int = 32, runners: int = 1) -> None:
+    def __init__(self, fn: Callable[[np.ndarray, Hashable], Out], max_batch: int = 32, runners: int = 1,
+                 observe: Callable[[int], None] | None = None) -> None:
+        """``observe`` is told each call's number of rows."""
         if runners < 1:
             raise ValueError(f"runners must be at least 1, got {runners}")
         self._fn: Callable[[np.ndarray, Hashable], Out] = fn
@@ -47,11 +49,13 @@ class MicroBatcher(Generic[Out]):
         self._waiting: deque[_Entry] = deque()
         self._running = 0
         self._closed = False
+        self._observe = observe
 
     @classmethod
-    def of(cls, fn: BatchFn, max_batch: int = 32, runners: int = 1) -> MicroBatcher[np.ndarray]:
+    def of(cls, fn: BatchFn, max_batch: int = 32, runners: int = 1,
+           observe: Callable[[int], None] | None = None) -> MicroBatcher[np.ndarray]:
         """A batcher of a plain rows -> rows function (every call shares one key)."""
-        return MicroBatcher(lambda rows, _: fn(rows), max_batch, runners)
+        return MicroBatcher(lambda rows, _: fn(rows), max_batch, runners, observe)
 
     def __call__(self, rows: np.ndarray, key: Hashable = None) -> Out:
         """``fn(rows, key)``, computed together with whatever else is waiting; re-raises ``fn``'s error."""
@@ -101,6 +105,8 @@ class MicroBatcher(Generic[Out]):
     def _execute(self, batch: list[_Entry]) -> None:
         try:
             rows = batch[0].rows if len(batch) == 1 else np.concatenate([entry.rows for entry in batch])
+            if self._observe is not None:
+                self._observe(len(rows))
             out = self._fn(rows, batch[0].key)
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of this batch
             for entry in batch:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from lookalike.batching import BatchFn
 from lookalike.catalog.repository import ItemRecord
@@ -21,8 +22,9 @@ from lookalike.duplicates import collapse, image_signatures
 from lookalike.engine import Engine
 from lookalike.errors import EmptyCatalogError, ImageDecodeError, InvalidRequestError, NotFoundError
 from lookalike.index.base import VectorStore
-from lookalike.io.images import decode_image
+from lookalike.io.images import decode_pixels
 from lookalike.item_vectors import readable_item_vectors
+from lookalike.metrics import stage
 from lookalike.signatures import PALETTE_BINS, colour_mismatch, colourfulness, palette
 
 StoreSearch = Callable[[np.ndarray, int, "str | None"], tuple[np.ndarray, np.ndarray]]  # queries, k, category
@@ -103,19 +105,22 @@ class SearchService:
 
         def decode(position: int) -> tuple[np.ndarray, np.ndarray]:
             try:
-                image = decode_image(images[position], max_pixels=featurizer.max_pixels, draft_size=size)
+                pixels = decode_pixels(images[position], max_pixels=featurizer.max_pixels, draft_size=size)
             except ImageDecodeError as exc:
                 if labels is None:
                     raise
                 raise type(exc)(f"{labels[position]}: {exc}") from None
-            return featurizer.extractor.prepare(image), palette(image)
+            return featurizer.extractor.prepare(pixels), palette(Image.fromarray(pixels))
 
         if not images:
             return np.zeros((0, self.engine.head.dim), np.float32), np.zeros((0, PALETTE_BINS), np.float32)
         workers = min(featurizer.workers, len(images))
-        decoded = list(bounded_map(decode, range(len(images)), workers, 2 * workers))
-        inputs = np.stack([inputs for inputs, _ in decoded])
-        return self._embed_inputs(inputs), np.stack([colours for _, colours in decoded])
+        with stage("decode"):
+            decoded = list(bounded_map(decode, range(len(images)), workers, 2 * workers))
+            inputs = np.stack([inputs for inputs, _ in decoded])
+        with stage("embed"):
+            embeddings = self._embed_inputs(inputs)
+        return embeddings, np.stack([colours for _, colours in decoded])
 
     def search_images(
         self, images: list[bytes | Path], k: int = 5, category: str | None = None, allowed: np.ndarray | None = None,
@@ -144,10 +149,20 @@ class SearchService:
         extra = (len(exclude) if exclude else 0) + DELETE_SLACK
         narrowed = dedupe_threshold is not None or palettes is not None or by_product
         fetch = k * CANDIDATES + 10 if narrowed else k
-        if allowed is None:
-            scores, ids = self._search_store(vectors, fetch + extra, category)
-        else:  # filtered searches are not batched together: each has its own ids
-            scores, ids = self.engine.store.search(vectors, fetch + extra, category, allowed)
+        with stage("index"):
+            if allowed is None:
+                scores, ids = self._search_store(vectors, fetch + extra, category)
+            else:  # filtered searches are not batched together: each has its own ids
+                scores, ids = self.engine.store.search(vectors, fetch + extra, category, allowed)
+        with stage("catalog"):
+            return self._results(vectors, scores, ids, k, fetch, started, exclude, dedupe_threshold, palettes,
+                                 by_product)
+
+    def _results(self, vectors: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int, fetch: int, started: float,
+                 exclude: set[int] | None, dedupe_threshold: float | None, palettes: np.ndarray | None,
+                 by_product: bool) -> list[SearchResult]:
+        """The index's candidates as ranked results: records, colours, products, duplicates (see
+        :meth:`search_vectors`)."""
         self.view.refresh()
         records = self.view.items(int(i) for i in np.unique(ids) if i >= 0)
         by_colour = palettes is not None and self.colour_weight > 0

@@ -9,6 +9,7 @@ from lookalike.api.deps import NO_FILTER, Dedupe, Narrowing
 from lookalike.api.schemas import Item, Result, SearchResponse, json_response
 from lookalike.api.state import AppState
 from lookalike.catalog.repository import ItemRecord
+from lookalike.metrics import stage
 from lookalike.search import SearchHit, SearchResult
 
 
@@ -39,7 +40,8 @@ def search_answer(state: AppState, shopper: str | None, label: str, k: int, cate
                   taste: bool = True) -> Response:
     """Record the search (see :class:`~lookalike.history.SearchHistory`) and answer it, with the filter's count of
     matching items and, when asked, their facets."""
-    query_id = state.history.record(label, k, category, found, shopper, taste)
+    with stage("record"):
+        query_id = state.history.record(label, k, category, found, shopper, taste)
     matching = None if narrowed.allowed is None else int(len(narrowed.allowed))
     return json_response(SearchResponse(
         query_id=query_id, took_ms=round(found.took_ms, 2), k=k, category=category, dedupe=dedupe.asked,

@@ -21,6 +21,7 @@ from lookalike.engine import Engine
 from lookalike.filters import AttributeIndex
 from lookalike.history import SearchHistory
 from lookalike.locking import WriteLock
+from lookalike.metrics import BATCH_SIZE
 from lookalike.search import SearchService
 from lookalike.taste import TasteProfiles
 
@@ -57,10 +58,11 @@ class AppState:
         batchers: list[MicroBatcher] = []
         if settings.query_batching:
             runners = max(1, (os.cpu_count() or 1) // settings.workers)
-            embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners)
+            embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners,
+                                    BATCH_SIZE.labels("embed").observe)
             search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
                 lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
-                settings.batch_size, runners)
+                settings.batch_size, runners, BATCH_SIZE.labels("index").observe)
             service = SearchService(engine, embed, lambda queries, k, category: search(queries, (k, category)),
                                     settings.colour_weight)
             batchers = [embed, search]
