@@ -53,9 +53,26 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")
     request_threads: int = Field(
         8, ge=1, le=1000, description="Threads running request handlers in each server process (FastAPI's pool, 40 "
-        "by default): the backbone and index work runs in batcher threads, and fewer handlers contend less for "
-        "the GIL (BENCHMARKS.md)."
+        "by default): they run the backbone and index passes too, at most cores / workers at once, and fewer "
+        "handlers contend less for the GIL (BENCHMARKS.md)."
     )
+    read_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys for reading (searches, items, the dashboard's data), comma-separated; "
+        "none: anyone may read. The write token reads too.")
+    search_rate: float = Field(0.0, ge=0, description="Searches per second one client address may make (a token "
+                                                      "bucket); 0: no limit.")
+    shopper_search_rate: float = Field(0.0, ge=0, description="Searches per second one shopper id may make; 0: no "
+                                                              "limit.")
+    search_burst: int = Field(20, ge=1, description="Searches a client or shopper may make at once, above the rate.")
+    write_rate: float = Field(0.0, ge=0, description="Catalog changes per second one client address may make; 0: no "
+                                                     "limit.")
+    write_burst: int = Field(10, ge=1, description="Catalog changes a client may make at once, above the rate.")
+    log_format: Literal["text", "json"] = Field("text", description="Server logs as text, or as JSON lines; both "
+                                                                    "carry each request's id.")
+    access_log: bool = Field(False, description="Log a line per request (method, path, status, milliseconds).")
+    metrics_public: bool = Field(False, description="Answer GET /metrics to any client, not only to 127.0.0.1.")
+    runtime_dir: Path | None = Field(None, description="Where a running server's processes share metrics and rate "
+                                                       "limits; `serve --workers N` makes one.")
     workers: int = Field(
         1, ge=1, le=64, description="Server processes. More than one gets past Python's one-core limit on request "
         "handling; each loads the index and reloads it when another one saves a change."
@@ -70,7 +87,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(20.0, gt=0, le=600, description="Seconds to wait for an image server's answer.")
     fetch_retries: int = Field(3, ge=0, le=10, description="Retries of a download that timed out or got a 5xx/429.")
 
-    @field_validator("fetch_allow_hosts", mode="before")
+    @field_validator("fetch_allow_hosts", "read_tokens", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -39,6 +39,7 @@ from lookalike.hashing import content_key
 from lookalike.io.blobs import ImageStore
 from lookalike.io.fetch import Fetcher
 from lookalike.io.images import read_image_file, sniff_image
+from lookalike.metrics import SYNCS
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,16 @@ class FeedSync:
 
     def run(self, feed: Feed, *, prune: bool = False, force: bool = False, progress: Progress | None = None
             ) -> SyncReport:
+        """Apply the feed (see the module docstring); counted in ``lookalike_syncs_total`` by outcome."""
+        try:
+            report = self._run(feed, prune=prune, force=force, progress=progress)
+        except BaseException:
+            SYNCS.labels("failed").inc()
+            raise
+        SYNCS.labels("succeeded").inc()
+        return report
+
+    def _run(self, feed: Feed, *, prune: bool, force: bool, progress: Progress | None) -> SyncReport:
         started = time.perf_counter()
         self._local_files = feed.local_files
         report = SyncReport(products=len(feed.products))

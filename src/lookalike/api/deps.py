@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -12,10 +13,12 @@ from fastapi import Cookie, Depends, Form, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from lookalike.api.admission import key_name, valid_key
 from lookalike.api.state import AppState
 from lookalike.filters import Filter
 from lookalike.search import check_category
 
+log = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False, description="LOOKALIKE_API_TOKEN, for catalog changes")
 
 
@@ -45,15 +48,26 @@ async def require_token(state: State, credentials: Credentials) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid token")
 
 
+async def write_access(request: Request, state: State, credentials: Credentials) -> None:
+    """:func:`require_token`, and a log line naming the key (by fingerprint) of the change."""
+    await require_token(state, credentials)
+    if credentials is not None:
+        log.info("%s %s by %s", request.method, request.url.path, key_name(credentials.credentials),
+                 extra={"key": key_name(credentials.credentials)})
+
+
 async def holds_token(state: State, credentials: Credentials) -> bool:
-    """Whether the request carries the token (for reads that show more to the operator); 403 for a wrong one."""
+    """Whether the request carries the write token (for reads that show more to the operator); 403 for a wrong one,
+    False for a read key."""
     if credentials is None:
+        return False
+    if valid_key(credentials.credentials, [t.get_secret_value() for t in state.settings.read_tokens]) is not None:
         return False
     await require_token(state, credentials)
     return True
 
 
-WriteAccess = Depends(require_token)
+WriteAccess = Depends(write_access)
 Operator = Annotated[bool, Depends(holds_token)]
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -17,9 +17,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from lookalike import __version__
+from lookalike.api.admission import Admission, TokenBuckets
 from lookalike.api.limits import BodySizeLimit
 from lookalike.api.routes import discover, items, meta, products, search
 from lookalike.api.state import AppState
+from lookalike.api.telemetry import RequestTelemetry, configure_logging
 from lookalike.bootstrap import open_engine
 from lookalike.config import Settings, get_settings
 from lookalike.engine import Engine
@@ -36,6 +38,7 @@ from lookalike.errors import (
     NotFoundError,
     VectorStoreError,
 )
+from lookalike.metrics import ERRORS, INDEX_ITEMS, exposition
 from lookalike.threads import limit_native_threads
 
 log = logging.getLogger(__name__)
@@ -85,22 +88,31 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             yield
         finally:
             state.close()
+            buckets.close()
 
     app = FastAPI(title="Lookalike", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Visual search for fashion catalogs: upload a garment, get the most similar items.")
+    # the last added runs first: telemetry sees every answer, CORS answers preflights before keys are asked for
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20) + MULTIPART_OVERHEAD,
                        detail=f"request body larger than the {settings.max_upload_mb:g} MB upload limit")
+    buckets = TokenBuckets(str(settings.runtime_dir / "limits.db") if settings.runtime_dir else None)
+    app.add_middleware(Admission, settings=settings, buckets=buckets)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "X-Shopper-Id"])
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "X-Shopper-Id", "X-Request-Id"],
+                           expose_headers=["X-Request-Id", "Retry-After"])
+    app.add_middleware(RequestTelemetry, access_log=settings.access_log)
 
     @app.exception_handler(LookalikeError)
     async def lookalike_error(_: Request, exc: LookalikeError) -> JSONResponse:
         code = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
+        ERRORS.labels(error_kind(exc)).inc()
         return JSONResponse({"detail": str(exc)}, status_code=code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        ERRORS.labels("invalid_request").inc()
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}" for e in exc.errors())
         errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg"))} for e in exc.errors()]
@@ -117,9 +129,29 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             return FileResponse(plotly_js, media_type="text/javascript",
                                 headers={"Cache-Control": "public, max-age=604800"})
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics of the whole server (every worker), to 127.0.0.1 only unless LOOKALIKE_METRICS_PUBLIC."""
+        if not settings.metrics_public and (request.client is None or request.client.host not in LOOPBACK):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "metrics are served to 127.0.0.1 only: set "
+                                                           "LOOKALIKE_METRICS_PUBLIC=true to open them")
+        state: AppState = request.app.state.lookalike
+        INDEX_ITEMS.set(len(state.engine.store))
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
     _add_docs(app)
     app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "testclient"})  # "testclient": Starlette's test client
+
+
+def error_kind(exc: Exception) -> str:
+    """``ImageDecodeError`` -> ``image_decode``."""
+    name = type(exc).__name__.removesuffix("Error") or "error"
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -141,6 +173,7 @@ def worker_app() -> FastAPI:
     """The application of one of ``settings.workers`` server processes (uvicorn's factory). The parent process
     opened, reconciled and calibrated the home before starting them; ONNX Runtime's threads are shared out."""
     settings = get_settings()
+    configure_logging(settings.log_format)
     if settings.onnx_threads == 0:
         settings = settings.model_copy(update={"onnx_threads": max(1, (os.cpu_count() or 1) // settings.workers)})
     return create_app(settings, reconcile=False)

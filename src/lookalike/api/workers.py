@@ -20,16 +20,21 @@ import logging
 import multiprocessing
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from lookalike.metrics import MULTIPROCESS_DIR, process_gone
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +62,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _worker(channel: socket.socket, parent: int) -> None:
     _terminate_with_parent(parent)
-    _PassedConnectionsServer(uvicorn.Config(APP, factory=True, log_level="warning"), channel).run()
+    # uvicorn's loggers go through the root logger the app configures (its format, the request ids)
+    _PassedConnectionsServer(uvicorn.Config(APP, factory=True, log_level="warning", log_config=None,
+                                            access_log=False), channel).run()
 
 
 def _terminate_with_parent(parent: int) -> None:
@@ -129,6 +136,7 @@ def run_workers(host: str, port: int, workers: int) -> int:
     exit status: 0, or 1 when a worker failed right after starting. Raises OSError when the port is taken."""
     listener = listening_socket(host, port)
     listener.setblocking(False)
+    runtime = shared_runtime_dir()
     context = multiprocessing.get_context("spawn")
     selector = selectors.DefaultSelector()
     stopping = False
@@ -202,6 +210,8 @@ def run_workers(host: str, port: int, workers: int) -> int:
                     break
                 log.warning("server worker %s exited (status %s); starting another", worker.process.pid,
                             worker.process.exitcode)
+                if worker.process.pid is not None:
+                    process_gone(worker.process.pid)
                 running[i] = start()
     finally:
         listener.close()
@@ -215,4 +225,20 @@ def run_workers(host: str, port: int, workers: int) -> int:
         selector.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for name in (RUNTIME_DIR, MULTIPROCESS_DIR):
+            os.environ.pop(name, None)
+        shutil.rmtree(runtime, ignore_errors=True)
     return status
+
+
+RUNTIME_DIR = "LOOKALIKE_RUNTIME_DIR"
+
+
+def shared_runtime_dir() -> Path:
+    """A fresh folder the workers share for the server's metrics (``prometheus-client``'s multiprocess files) and
+    rate limits, named in the environment they start with."""
+    runtime = Path(tempfile.mkdtemp(prefix="lookalike-run-"))
+    (runtime / "metrics").mkdir()
+    os.environ[RUNTIME_DIR] = str(runtime)
+    os.environ[MULTIPROCESS_DIR] = str(runtime / "metrics")
+    return runtime

@@ -47,6 +47,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
 
     from lookalike.api.main import create_app
     from lookalike.api.state import AppState
+    from lookalike.api.telemetry import configure_logging
     from lookalike.bootstrap import milvus_config, open_engine
 
     if settings.workers > 1 and settings.vector_store == "milvus" and milvus_config(settings).is_lite:
@@ -59,7 +60,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         if settings.workers == 1:
             application = create_app(settings, engine)
             out.print(banner)
-            uvicorn.run(application, host=host, port=port, log_level="warning")
+            configure_logging(settings.log_format)  # uvicorn's loggers too: log_config=None leaves them to it
+            uvicorn.run(application, host=host, port=port, log_level="warning", log_config=None, access_log=False)
             return
         AppState.open(settings, engine).close()  # reconciled and calibrated once, before the workers start
     from lookalike.api.workers import run_workers

@@ -14,8 +14,23 @@ function describe(status, body) {
   return `The request failed (HTTP ${status}).`;
 }
 
-/** fetch + JSON; throws ApiError for an HTTP error, lets AbortError through. */
-export async function request(url, options = {}) {
+const KEY_COOKIE = "lookalike_key";
+
+/** Ask for the server's read key (LOOKALIKE_READ_TOKENS) and keep it in a cookie, which every request, images
+ * included, then carries. False when the shopper gives none. */
+let keyAsked = false; // once per page: the page's first requests all answer 401 together
+
+function askForKey() {
+  if (keyAsked) return document.cookie.split("; ").some((c) => c.startsWith(`${KEY_COOKIE}=`));
+  keyAsked = true;
+  const key = window.prompt("This Lookalike server needs a key to search. Key:");
+  if (!key) return false;
+  document.cookie = `${KEY_COOKIE}=${encodeURIComponent(key.trim())}; path=/; SameSite=Strict`;
+  return true;
+}
+
+/** fetch + JSON; throws ApiError for an HTTP error, lets AbortError through. A 401 asks for the read key once. */
+export async function request(url, options = {}, asked = false) {
   let response;
   try {
     response = await fetch(url, { headers: { Accept: "application/json" }, ...options });
@@ -24,6 +39,7 @@ export async function request(url, options = {}) {
     throw new ApiError(0, "Can't reach the Lookalike server. Is it running?");
   }
   const body = await response.json().catch(() => null);
+  if (response.status === 401 && !asked && askForKey()) return request(url, options, true);
   if (!response.ok) throw new ApiError(response.status, describe(response.status, body));
   return { status: response.status, body };
 }
