@@ -103,6 +103,20 @@ class Client:
         return json.loads(payload)
 
 
+def stage_seconds(client: Client) -> dict[str, float]:
+    """The server's own timers: total seconds in each stage of a search so far (its /metrics; empty for a version
+    without them)."""
+    client.connection.request("GET", "/metrics")
+    response = client.connection.getresponse()
+    text = response.read().decode()
+    if response.status != 200:
+        return {}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.labels["stage"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "lookalike_search_stage_duration_seconds_sum"}
+
+
 def bare_model(home: Path, images: list[bytes], rounds: int = 3) -> dict[str, float]:
     """CPU ms per image at batch 1 on one thread: backbone, head, and decoding + preparing an upload (alone)."""
     settings = Settings(home=home, onnx_threads=1)
@@ -181,9 +195,11 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
         for body in bodies[:20]:
             client.post(*body, path=path)
         names = thread_names(server.pid)
+        stages_before = stage_seconds(client)
         before, started = thread_cpu(server.pid), time.perf_counter()
         took = [client.post(*body, path=path)["took_ms"] for body in bodies]
         after, elapsed = thread_cpu(server.pid), time.perf_counter() - started
+        stages_after = stage_seconds(client)
         per_thread: collections.Counter[str] = collections.Counter()
         for tid, seconds in after.items():
             per_thread[group(names.get(tid))] += seconds - before.get(tid, 0.0)
@@ -194,6 +210,8 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
             "round_trip_ms_mean": round(elapsed * 1000 / requests, 2),
             "took_ms_median": round(float(np.median(took)), 2),
             "by_thread_ms": {name: round(s * 1000 / requests, 3) for name, s in per_thread.most_common()},
+            "stage_ms": {name: round((seconds - stages_before.get(name, 0.0)) * 1000 / requests, 3)
+                         for name, seconds in stages_after.items()},
         }
         samples = Path(scratch) / "samples.txt"
         spying = py_spy_profile(server.pid, samples) if spy else None

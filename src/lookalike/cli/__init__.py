@@ -4,7 +4,7 @@ Thin commands over the core: each builds the same engine the API uses (:mod:`loo
 a service, and prints. ``common`` holds the app and what every command shares; the commands live by subject.
 """
 
-from lookalike.cli import catalog, feeds, models, serving  # noqa: F401  (each registers its commands on the app)
+from lookalike.cli import catalog, feeds, models, operations, serving  # noqa: F401  (each registers its commands on the app)
 from lookalike.cli.common import app
 
 __all__ = ["app"]
