@@ -82,6 +82,11 @@ def attribute_rows(item: int, category: str | None, attributes: dict[str, Any]) 
 def write_attributes(session: Session, items: dict[int, tuple[str | None, dict[str, Any]]]) -> None:
     """Replace the attribute rows of these items (id -> (category, attributes)) within the caller's transaction."""
     forget_attributes(session, list(items))
+    add_attributes(session, items)
+
+
+def add_attributes(session: Session, items: dict[int, tuple[str | None, dict[str, Any]]]) -> None:
+    """Write the attribute rows of items that have none yet (new ones) within the caller's transaction."""
     rows = [row for item, (category, attributes) in items.items() for row in attribute_rows(item, category, attributes)]
     if rows:
         session.execute(insert(ItemAttribute), rows)

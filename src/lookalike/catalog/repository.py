@@ -28,7 +28,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
-from lookalike.catalog.attributes import AttributeRepository, bump, forget_attributes, write_attributes
+from lookalike.catalog.attributes import (
+    AttributeRepository,
+    add_attributes,
+    bump,
+    forget_attributes,
+    write_attributes,
+)
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
@@ -54,6 +60,7 @@ _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.it
 # Statements of the per-search path, built once: SQLAlchemy then reuses their compiled form with new parameters.
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 _SEARCHES = "searches"
+_INSERT_ITEMS = insert(Item.__table__).returning(Item.__table__.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
 _VERSION = select(CatalogState.version).where(CatalogState.id == 1)
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
@@ -138,20 +145,20 @@ class Catalog:
     def add_items(self, items: Sequence[NewItem], model_version: str, replace: Sequence[int] = ()) -> list[int]:
         """Insert items, deleting the ``replace`` ids first (the same paths, say), in one transaction; returns the
         new ids in order."""
-        rows = [
-            Item(path=i.path, content_hash=i.content_hash, category=i.category, item_id=i.item_id,
-                 extra=i.metadata, model_version=model_version, sku=i.sku, image_url=i.image_url)
-            for i in items
-        ]
-        with self.session() as session, session.begin():
+        if not items:
+            return []
+        now = utcnow()
+        rows = [{"path": i.path, "content_hash": i.content_hash, "category": i.category, "item_id": i.item_id,
+                 "metadata": i.metadata, "model_version": model_version, "added_at": now, "sku": i.sku,
+                 "image_url": i.image_url} for i in items]
+        with self.session() as session, session.begin():  # Core rows, not ORM objects: ingest adds thousands
             if replace:
                 session.execute(delete(Item).where(Item.id.in_([int(i) for i in replace])))
                 forget_attributes(session, replace)
-                session.flush()
-            session.add_all(rows)
-            session.flush()
-            write_attributes(session, {row.id: (row.category, dict(row.extra or {})) for row in rows})
-            return [row.id for row in rows]
+            ids = [int(i) for i in session.scalars(_INSERT_ITEMS, rows)]
+            add_attributes(session, {item: (new.category, dict(new.metadata or {}))
+                                     for item, new in zip(ids, items, strict=True)})
+            return ids
 
     def update_attributes(self, changes: Sequence[tuple[int, str | None, dict[str, Any]]]) -> None:
         """Set ``(id, item_id, metadata)`` of existing items, in one transaction."""
