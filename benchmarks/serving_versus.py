@@ -29,6 +29,7 @@ CURRENT = str(Path(__file__).resolve().parents[1] / "src")
 
 def one_version(src: str, home: Path, requests: list[tuple[bytes, str]], sequential_n: int, clients: int,
                 seconds: float, rate: float, workers: int, seed: int) -> dict[str, Any]:
+    """One version's figures (``clients`` 0: the sequential ones only)."""
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = src
     try:
@@ -39,6 +40,8 @@ def one_version(src: str, home: Path, requests: list[tuple[bytes, str]], sequent
             result["sequential"] = sequential(base, requests[:sequential_n], warmup=0)
             result["sequential"]["server_cpu_ms_per_search"] = round(
                 (process_tree_cpu(server.pid) - before) * 1000 / sequential_n, 2)
+        if not clients:
+            return result
         with server_process(home, workers=str(workers)) as (base, server):
             load(base, requests, clients, min(5.0, seconds))  # warm-up
             result[f"closed_loop_{workers}_workers"] = load(base, requests, clients, seconds, server.pid)
@@ -58,7 +61,7 @@ def main() -> None:
     parser.add_argument("--baseline-src", required=True, help="the other checkout's src directory")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sequential", type=int, default=300)
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=32, help="0: sequential searches only")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=float, default=150)
     parser.add_argument("--workers", type=int, default=2)
