@@ -146,13 +146,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(home: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server_process(home: Path, log_path: Path | None = None, **env: str
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A real `lookalike serve` over ``home`` (``env`` gives settings: ``api_token="..."`` is
     ``LOOKALIKE_API_TOKEN``); yields its base URL and its process. The server's log goes to a file, not an unread
     pipe, so a chatty server never blocks on a full pipe."""
     port = free_port()
     environment = {**os.environ, "LOOKALIKE_HOME": str(home), **{f"LOOKALIKE_{k.upper()}": v for k, v in env.items()}}
-    with tempfile.TemporaryFile() as log:
+    with (log_path.open("w+b") if log_path else tempfile.TemporaryFile()) as log:
         server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
                                   env=environment, stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{port}"

@@ -240,10 +240,10 @@ def plot(per_minute: list[dict[str, float]], path: Path, title: str) -> None:
 
 
 def run(home: Path, clients: int, duration: float, mix: dict[str, float], warmup: float, workers: int = 1,
-        check: int = 100) -> tuple[dict[str, object], list[dict[str, float]]]:
+        check: int = 100, server_log: Path | None = None) -> tuple[dict[str, object], list[dict[str, float]]]:
     token = secrets.token_urlsafe(24)
     images = catalog_images(home, 200)
-    with server_process(home, api_token=token, workers=str(workers)) as (base, server):
+    with server_process(home, server_log, api_token=token, workers=str(workers)) as (base, server):
         rss_ready = rss_bytes(server.pid)
         items_before = httpx.get(f"{base}/api/health").json()["items"]
         catalog = Catalog(f"sqlite:///{home / 'catalog.db'}")
@@ -299,13 +299,15 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=100, help="Adds and deletes checked afterwards.")
     parser.add_argument("--out", type=Path, help="Also write the JSON summary here.")
     parser.add_argument("--plot", type=Path, help="Draw p99 latency per minute into this PNG.")
+    parser.add_argument("--server-log", type=Path, help="Keep the server's log here.")
     args = parser.parse_args()
     mix = {name: float(weight) for name, weight in (part.split("=") for part in args.mix.split(","))}
     unknown = set(mix) - set(OPERATIONS)
     if unknown:
         parser.error(f"unknown operations in --mix: {', '.join(sorted(unknown))}")
     warmup = args.warmup if args.warmup is not None else min(60.0, args.duration / 10)
-    summary, per_minute = run(args.home, args.clients, args.duration, mix, warmup, args.workers, args.check)
+    summary, per_minute = run(args.home, args.clients, args.duration, mix, warmup, args.workers, args.check,
+                               args.server_log)
     if args.plot:
         title = (f"{args.clients} clients, {args.workers} workers, {summary['catalog_items_start']:,} items: "
                  "p99 latency per minute")

@@ -164,15 +164,19 @@ class SearchService:
         """The index's candidates as ranked results: records, colours, products, duplicates (see
         :meth:`search_vectors`)."""
         self.view.refresh()
-        records = self.view.items(int(i) for i in np.unique(ids) if i >= 0)
+        # per query, its first candidates not excluded: enough for ``fetch`` hits though DELETE_SLACK of them be gone
+        candidates = [[(score, item) for score, item in zip(row_scores.tolist(), row_ids.tolist(), strict=True)
+                       if item >= 0 and not (exclude and item in exclude)][: fetch + DELETE_SLACK]
+                      for row_scores, row_ids in zip(scores, ids, strict=True)]
+        records = self.view.items(item for row in candidates for _, item in row)
         by_colour = palettes is not None and self.colour_weight > 0
         colours = self._palettes(list(records.values())) if by_colour or dedupe_threshold is not None else {}
         responses = []
-        for row, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
+        for row, row_candidates in enumerate(candidates):
             hits: list[SearchHit] = []
-            for score, item in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+            for score, item in row_candidates:
                 record = records.get(item)
-                if record is None or (exclude and item in exclude) or len(hits) == fetch:
+                if record is None or len(hits) == fetch:
                     continue
                 similarity = round(float(score), 6)
                 hits.append(SearchHit(record.id, len(hits) + 1, similarity, similarity, record.category, record.path,

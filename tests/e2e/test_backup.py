@@ -30,6 +30,8 @@ def cli(settings, *args: str, check: bool = True) -> subprocess.CompletedProcess
     env = {**os.environ, "LOOKALIKE_HOME": str(settings.home), "LOOKALIKE_MODELS_DIR": str(settings.models_dir)}
     if settings.database_url:
         env["LOOKALIKE_DATABASE_URL"] = settings.database_url
+    if settings.vector_store != "faiss":
+        env |= {"LOOKALIKE_VECTOR_STORE": settings.vector_store, "LOOKALIKE_MILVUS_INDEX": settings.milvus_index}
     done = subprocess.run([sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True,
                           timeout=300)
     assert not check or done.returncode == 0, done.stdout + done.stderr
@@ -162,3 +164,17 @@ def test_a_postgresql_catalog_goes_through_pg_dump(settings, catalog_dir, postgr
     assert catalog_counts(target) == catalog_counts(source)
     with open_engine(target) as engine:
         assert engine.catalog.count_searches() == 1
+
+
+def test_with_milvus_the_backup_holds_the_catalog_and_the_restore_re_embeds_it(settings, catalog_dir, tmp_path):
+    source = ingested(settings.model_copy(update={"vector_store": "milvus", "milvus_index": "FLAT"}), catalog_dir)
+    cli(source, "backup", str(tmp_path / "backup"), "--features")
+    manifest = verify(tmp_path / "backup")
+    assert manifest["vector_store"] == "milvus"
+    assert "index" not in manifest["parts"] and "features" in manifest["parts"]  # the vectors stay in Milvus
+    assert not any(name.startswith("milvus") for name in manifest["files"])
+    target = source.model_copy(update={"home": tmp_path / "restored"})
+    cli(target, "restore", str(tmp_path / "backup"))
+    queries = [jpeg(CATEGORIES[i % len(CATEGORIES)], 3000 + i) for i in range(20)]
+    assert answers(target, queries) == answers(source, queries)  # the first open re-embedded the catalog
+    assert catalog_counts(target) == catalog_counts(source)

@@ -34,6 +34,7 @@ from typing import Any
 
 import uvicorn
 
+from lookalike.allocator import return_large_blocks
 from lookalike.metrics import MULTIPROCESS_DIR, process_gone
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _worker(channel: socket.socket, parent: int) -> None:
     _terminate_with_parent(parent)
+    return_large_blocks()
     # uvicorn's loggers go through the root logger the app configures (its format, the request ids)
     _PassedConnectionsServer(uvicorn.Config(APP, factory=True, log_level="warning", log_config=None,
                                             access_log=False), channel).run()

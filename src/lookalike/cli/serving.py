@@ -45,6 +45,7 @@ def serve(
 def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from lookalike.allocator import return_large_blocks
     from lookalike.api.main import create_app
     from lookalike.api.state import AppState
     from lookalike.api.telemetry import configure_logging
@@ -53,6 +54,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     if settings.workers > 1 and settings.vector_store == "milvus" and milvus_config(settings).is_lite:
         raise fail("several workers cannot share a Milvus Lite file; use a Milvus server "
                     "(LOOKALIKE_MILVUS_URI=http://...) or the FAISS store", 2)
+    return_large_blocks()  # a server reloads its index after every change: see lookalike.allocator
     with errors():
         engine = open_engine(settings)  # a corrupt index is reported here, not traced
         hint_untrained(engine.head)
