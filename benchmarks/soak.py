@@ -36,13 +36,15 @@ from lookalike.catalog.repository import Catalog
 OPERATIONS = ("search", "refine", "similar", "recommend", "add", "delete")
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process and its children (a server's workers), from /proc."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process and its children (a server's workers), from /proc: all of it (``VmRSS``), or
+    its anonymous part (``RssAnon``: without the file pages it maps, such as the feature cache's shards, which the
+    kernel can drop and read again)."""
     total = 0
     for process in [pid, *_children(pid)]:
         try:
             for line in Path(f"/proc/{process}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1]) * 1024
         except OSError:
             continue
@@ -256,16 +258,16 @@ def run(home: Path, clients: int, duration: float, mix: dict[str, float], warmup
                                                          catalog_max_id), daemon=True) for n in range(clients)]
         for thread in threads:
             thread.start()
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, int, int]] = []  # (seconds, resident, anonymous)
         while any(t.is_alive() for t in threads):
-            samples.append((time.monotonic() - started, rss_bytes(server.pid)))
+            samples.append((time.monotonic() - started, rss_bytes(server.pid), rss_bytes(server.pid, "RssAnon")))
             time.sleep(min(5.0, max(duration / 20, 0.5)))
         for thread in threads:
             thread.join(timeout=300)
         elapsed = time.monotonic() - started
-        samples.append((elapsed, rss_bytes(server.pid)))
-        after_warmup = [rss for t, rss in samples if t >= warmup] or [samples[-1][1]]
-        rss_start, rss_end = after_warmup[0], samples[-1][1]
+        samples.append((elapsed, rss_bytes(server.pid), rss_bytes(server.pid, "RssAnon")))
+        after_warmup = [(rss, anon) for t, rss, anon in samples if t >= warmup] or [samples[-1][1:]]
+        (rss_start, anon_start), rss_end, anon_end = after_warmup[0], samples[-1][1], samples[-1][2]
         per_operation = recorder.summary()
         served = sum(s["requests"] for s in per_operation.values())
         errors = sum(s["errors"] for s in per_operation.values())
@@ -279,9 +281,11 @@ def run(home: Path, clients: int, duration: float, mix: dict[str, float], warmup
             "requests_per_s": round(served / elapsed, 1), "operations": per_operation,
             "p99_per_minute": per_minute, "writes": lost,
             "rss_mb": {"ready": round(rss_ready / 2**20, 1), "start_after_warmup": round(rss_start / 2**20, 1),
-                       "end": round(rss_end / 2**20, 1), "max": round(max(r for _, r in samples) / 2**20, 1)},
+                       "end": round(rss_end / 2**20, 1), "max": round(max(r for _, r, _ in samples) / 2**20, 1)},
             "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2), "warmup_s": warmup,
-            "rss_samples_mb": [(round(t, 1), round(r / 2**20, 1)) for t, r in samples],
+            "anonymous_mb": {"start_after_warmup": round(anon_start / 2**20, 1), "end": round(anon_end / 2**20, 1)},
+            "anonymous_growth_pct": round(100 * (anon_end - anon_start) / anon_start, 2),
+            "rss_samples_mb": [(round(t, 1), round(r / 2**20, 1), round(a / 2**20, 1)) for t, r, a in samples],
             "error_examples": recorder.examples,
         }, per_minute
 
