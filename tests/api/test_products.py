@@ -147,3 +147,18 @@ def test_an_uploaded_feed_syncs_and_another_server_sees_it(shop, server, auth):
     with TestClient(create_app(settings)) as other:  # another server process over the same home
         assert other.get("/api/products/UPL-1").json()["attributes"] == {"title": "From a file"}
         assert other.get("/api/stats").json()["products"] == 1
+
+
+def test_recommendations_leave_out_every_image_of_a_product_shown(shop, server, auth):
+    """A shopper shown a product's front photo is not recommended its turned photo: the product was seen."""
+    client, _ = shop
+    started = client.post("/api/sync", json={"url": f"{server.url}/feed.tsv"}, headers=auth)
+    assert wait_for(client, started.json()["id"])["state"] == "done"
+    shopper = {"X-Shopper-Id": "looker"}
+    query = jpeg_bytes(make_product("tees", 1, 160).rotate(4, fillcolor=(245, 245, 245)))
+    shown = client.post("/api/search", files={"file": ("q.jpg", query, "image/jpeg")},
+                        data={"k": "3", "group_by": "product"}, headers=shopper).json()["results"]
+    shown_skus = {r["sku"] for r in shown}
+    assert len(shown_skus) == 3 and None not in shown_skus
+    recommended = client.get("/api/recommendations?k=6", headers=shopper).json()["results"]
+    assert recommended and not shown_skus & {r["sku"] for r in recommended}

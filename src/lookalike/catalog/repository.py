@@ -373,11 +373,15 @@ class Catalog:
             session.add_all(ShopperItem(shopper_id=shopper, item=i, kind=kind) for i in sorted(wanted - known))
 
     def shopper_items(self, shopper: str, kinds: Sequence[str], limit: int | None = None) -> set[int]:
-        """Items of these kinds for the shopper, the most recent ``limit`` of them."""
+        """Items of these kinds for the shopper, the most recent ``limit`` of them, and every other image of the
+        products those items show (a product seen from the front was seen)."""
         with self.session() as session:
             query = select(ShopperItem.item).where(ShopperItem.shopper_id == shopper,
                                                    ShopperItem.kind.in_(list(kinds))).order_by(ShopperItem.id.desc())
-            return set(session.scalars(query.limit(limit) if limit else query))
+            recent = (query.limit(limit) if limit else query).subquery()
+            products = select(Item.sku).where(Item.id.in_(select(recent.c.item)), Item.sku.is_not(None))
+            siblings = select(Item.id).where(Item.sku.in_(products))
+            return set(session.scalars(select(recent.c.item))) | set(session.scalars(siblings))
 
 
 @dataclass(frozen=True)
