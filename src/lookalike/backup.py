@@ -33,6 +33,7 @@ from lookalike.config import Settings
 from lookalike.errors import LookalikeError
 from lookalike.hashing import file_sha256
 from lookalike.index.snapshot import CURRENT, read_current
+from lookalike.io.files import fsync
 from lookalike.locking import WriteLock
 
 MANIFEST = "manifest.json"
@@ -220,7 +221,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 def _sync_tree(root: Path) -> None:
     """Flush every file and folder of ``root`` to disk, so the rename that publishes it publishes whole files."""
     for path in [*_files(root), *(p for p in root.rglob("*") if p.is_dir()), root]:
-        _fsync(path)
+        fsync(path)
 
 
 def _put_in_place(partial: Path, dest: Path) -> None:
@@ -229,16 +230,8 @@ def _put_in_place(partial: Path, dest: Path) -> None:
     if dest.exists():
         dest.rename(old)
     partial.rename(dest)
-    _fsync(dest.parent)
+    fsync(dest.parent)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _forget_partials(dest: Path) -> None:

@@ -17,6 +17,7 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from test_serve_workers import one_client_per_worker
 
 from apiserver import TOKEN, ingested
 from imagegen import make_image
@@ -58,17 +59,7 @@ class Server:
 
     def clients(self, workers: int) -> list[httpx.Client]:
         """Keep-alive clients, one bound to each worker process."""
-        found: dict[int, httpx.Client] = {}
-        for _ in range(200):
-            client = httpx.Client(base_url=self.base, timeout=30)
-            pid = client.get("/api/health").json()["worker"]
-            if pid in found:
-                client.close()
-            else:
-                found[pid] = client
-            if len(found) == workers:
-                return list(found.values())
-        raise AssertionError(f"reached {len(found)} of {workers} workers")
+        return list(one_client_per_worker(self.base, workers).values())
 
     def stop(self) -> None:
         self.process.terminate()
