@@ -61,6 +61,9 @@ _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.it
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 _SEARCHES = "searches"
 _INSERT_ITEMS = insert(Item.__table__).returning(Item.__table__.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
+_SIGNATURES = select(ImageSignature.content_hash, ImageSignature.phash, ImageSignature.colour, ImageSignature.palette,
+                     ImageSignature.grey).where(ImageSignature.content_hash.in_(bindparam("hashes", expanding=True)),
+                                                ImageSignature.palette.is_not(None), ImageSignature.grey.is_not(None))
 _VERSION = select(CatalogState.version).where(CatalogState.id == 1)
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
@@ -202,15 +205,10 @@ class Catalog:
         were, are left out."""
         wanted = sorted(set(content_hashes))
         found: dict[str, StoredSignature] = {}
-        with self.session() as session:
+        with self.engine.connect() as connection:  # Core: searches ask for their candidates' palettes
             for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                query = select(ImageSignature).where(ImageSignature.content_hash.in_(chunk),
-                                                     ImageSignature.palette.is_not(None),
-                                                     ImageSignature.grey.is_not(None))
-                found.update({row.content_hash: StoredSignature(row.phash, row.colour, row.palette or b"",
-                                                                row.grey or b"")
-                              for row in session.scalars(query)})
+                rows = connection.execute(_SIGNATURES, {"hashes": wanted[start : start + 500]})
+                found.update({row[0]: StoredSignature(*row[1:]) for row in rows})
         return found
 
     def save_image_signatures(self, signatures: dict[str, StoredSignature]) -> None:
