@@ -208,7 +208,7 @@ class Catalog:
         with self.engine.connect() as connection:  # Core: searches ask for their candidates' palettes
             for start in range(0, len(wanted), 500):
                 rows = connection.execute(_SIGNATURES, {"hashes": wanted[start : start + 500]})
-                found.update({row[0]: StoredSignature(*row[1:]) for row in rows})
+                found.update({row[0]: StoredSignature(row[1], row[2], row[3] or b"", row[4] or b"") for row in rows})
         return found
 
     def save_image_signatures(self, signatures: dict[str, StoredSignature]) -> None:
