@@ -60,7 +60,9 @@ _RECORD_COLUMNS = (Item.id, Item.path, Item.content_hash, Item.category, Item.it
 # Statements of the per-search path, built once: SQLAlchemy then reuses their compiled form with new parameters.
 _ITEMS_BY_ID = select(*_RECORD_COLUMNS).where(Item.id.in_(bindparam("ids", expanding=True)))
 _SEARCHES = "searches"
-_INSERT_ITEMS = insert(Item.__table__).returning(Item.__table__.c.id, sort_by_parameter_order=True)  # type: ignore[arg-type]
+# RETURNING the unique path with the id, to pair them: asking SQLAlchemy to keep the rows' order
+# (sort_by_parameter_order) makes it insert one row per statement on SQLite
+_INSERT_ITEMS = insert(Item.__table__).returning(Item.__table__.c.path, Item.__table__.c.id)  # type: ignore[arg-type]
 _SIGNATURES = select(ImageSignature.content_hash, ImageSignature.phash, ImageSignature.colour, ImageSignature.palette,
                      ImageSignature.grey).where(ImageSignature.content_hash.in_(bindparam("hashes", expanding=True)),
                                                 ImageSignature.palette.is_not(None), ImageSignature.grey.is_not(None))
@@ -158,7 +160,8 @@ class Catalog:
             if replace:
                 session.execute(delete(Item).where(Item.id.in_([int(i) for i in replace])))
                 forget_attributes(session, replace)
-            ids = [int(i) for i in session.scalars(_INSERT_ITEMS, rows)]
+            by_path: dict[str, int] = {path: item for path, item in session.execute(_INSERT_ITEMS, rows)}
+            ids = [int(by_path[i.path]) for i in items]
             add_attributes(session, {item: (new.category, dict(new.metadata or {}))
                                      for item, new in zip(ids, items, strict=True)})
             return ids
