@@ -145,16 +145,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVE = ("-m", "lookalike.cli", "serve")
+FLOOR = (str(Path(__file__).with_name("floor_server.py")),)  # decode and model only: see floor_server.py
+
+
 @contextlib.contextmanager
-def server_process(home: Path, log_path: Path | None = None, **env: str
+def server_process(home: Path, log_path: Path | None = None, program: Sequence[str] = SERVE, **env: str
                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A real `lookalike serve` over ``home`` (``env`` gives settings: ``api_token="..."`` is
-    ``LOOKALIKE_API_TOKEN``); yields its base URL and its process. The server's log goes to a file, not an unread
-    pipe, so a chatty server never blocks on a full pipe."""
+    ``LOOKALIKE_API_TOKEN``; ``program``: another server's arguments to Python, e.g. ``FLOOR``, taking ``--port``);
+    yields its base URL and its process. The server's log goes to a file, not an unread pipe, so a chatty server never
+    blocks on a full pipe."""
     port = free_port()
     environment = {**os.environ, "LOOKALIKE_HOME": str(home), **{f"LOOKALIKE_{k.upper()}": v for k, v in env.items()}}
     with (log_path.open("w+b") if log_path else tempfile.TemporaryFile()) as log:
-        server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)],
+        server = subprocess.Popen([sys.executable, *program, "--port", str(port)],
                                   env=environment, stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:

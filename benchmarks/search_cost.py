@@ -5,9 +5,13 @@
 Starts a real `lookalike serve` (one process) over an ingested home and sends ``--requests`` photo-like JPEG
 searches one at a time (multipart, or with ``--raw`` the image as the whole body). Reports
 - the server's CPU per search (all its threads, from ``/proc``) and per thread, named with ``py-spy dump``
-  (threads Python does not know, ONNX Runtime's and FAISS's pools, are "native");
+  (threads Python does not know, ONNX Runtime's and FAISS's pools, are "native"); then again for a second pass of
+  the same uploads, whose candidates' records and colours the server has in memory by then, as one that has run a
+  while has;
 - the bare model's CPU per image at batch 1 in this process, one thread: the backbone and the head on inputs
   prepared beforehand, so decoding is not in it; and what decoding and preparing an upload costs alone;
+- the CPU per search of the floor server (``floor_server.py``: the same HTTP server, decoding and model, and nothing
+  else) over the same requests: what no search server here could go below;
 - with ``--py-spy``, a sampled profile of the same searches (``py-spy record``): the share of the server's busy
   samples in each stage of a search, by the innermost project or library frame that names it.
 Results go to ``--out`` (JSON) for BENCHMARKS.md.
@@ -31,7 +35,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
-from common import machine, multipart, query_jpegs, server_process
+from common import FLOOR, machine, multipart, query_jpegs, server_process
 
 from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
@@ -45,7 +49,7 @@ STAGES = [
                                 r"runtime\.py:\d+\)$"),
     ("head (ONNX Runtime)", r"embedding/head\.py"),
     ("decode + prepare upload", r"io/images\.py|featurizer\.py|backbone/runtime\.py"),
-    ("query palette", r"signatures\.py|palettes_of"),
+    ("query palette", r"signatures\.py"),
     ("index search", r"lookalike/index/"),
     ("catalog reads (SQL)", r"catalog/(repository|records|products|attributes)\.py.*(get_items|attributes|"
                             r"signature|select|_rows)"),
@@ -213,6 +217,18 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
             "stage_ms": {name: round((seconds - stages_before.get(name, 0.0)) * 1000 / requests, 3)
                          for name, seconds in stages_after.items()},
         }
+        # the same uploads again: their candidates' records and colours are in memory, as in a server that has run a
+        # while (the first pass read most of them from the database)
+        before, stages_before = after, stages_after
+        for body in bodies:
+            client.post(*body, path=path)
+        stages_after = stage_seconds(client)
+        result["server_second_pass"] = {
+            "cpu_ms_per_search": round((sum(thread_cpu(server.pid).values()) - sum(before.values())) * 1000
+                                       / requests, 3),
+            "stage_ms": {name: round((seconds - stages_before.get(name, 0.0)) * 1000 / requests, 3)
+                         for name, seconds in stages_after.items()},
+        }
         samples = Path(scratch) / "samples.txt"
         spying = py_spy_profile(server.pid, samples) if spy else None
         if spying:  # a second pass: sampling slows the server, so it is not in the timed one
@@ -226,9 +242,27 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
                     shutil.copy(samples, keep_samples)
                 result["stages"] = stages_of(samples)
                 result["top_frames"] = top_frames(samples)
+    result["floor_server"] = floor_cpu(home, bodies, path)
     result["bare_model"] = bare_model(home, images[:100])
-    result["ratio_server_to_model"] = round(result["server"]["cpu_ms_per_search"] / result["bare_model"]["model_ms"], 2)
+    model_ms = result["bare_model"]["model_ms"]
+    result["ratio_server_to_model"] = round(result["server"]["cpu_ms_per_search"] / model_ms, 2)
+    result["ratio_second_pass_to_model"] = round(result["server_second_pass"]["cpu_ms_per_search"] / model_ms, 2)
+    result["ratio_floor_to_model"] = round(result["floor_server"]["cpu_ms_per_search"] / model_ms, 2)
     return result
+
+
+def floor_cpu(home: Path, bodies: list[tuple[bytes, str]], path: str) -> dict[str, Any]:
+    """CPU per search of the floor server (``floor_server.py``: HTTP, decoding and the model, nothing else), one
+    process, the same requests sent the same way."""
+    with server_process(home, program=FLOOR, workers="1") as (base, server):
+        client = Client(base)
+        for body in bodies[:20]:
+            client.post(*body, path=path)
+        before = sum(thread_cpu(server.pid).values())
+        for body in bodies:
+            client.post(*body, path=path)
+        used = sum(thread_cpu(server.pid).values()) - before
+    return {"cpu_ms_per_search": round(used * 1000 / len(bodies), 3)}
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ For each round, each version in turn (baseline first): a `lookalike serve --work
 - sequential searches (one worker): latency and the server's CPU per search;
 - closed loop: ``--clients`` clients searching back to back for ``--seconds`` with ``--workers`` processes;
 - open loop: ``--rate`` searches/s arriving at random for ``--seconds`` with ``--workers`` processes.
-The request bodies, arrival times and home are the same for both. Results go to ``--out`` (JSON).
+With ``--floor``, the floor server (``floor_server.py``) too. The request bodies, arrival times and home are the same
+for all. Results go to ``--out`` (JSON).
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import machine, process_tree_cpu, server_process
+from common import FLOOR, SERVE, machine, process_tree_cpu, server_process
 from query_latency import bodies, load, open_loop, sequential
 
 CURRENT = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def one_version(src: str, home: Path, requests: list[tuple[bytes, str]], sequential_n: int, clients: int,
-                seconds: float, rate: float, workers: int, seed: int) -> dict[str, Any]:
-    """One version's figures (``clients`` 0: the sequential ones only)."""
+                seconds: float, rate: float, workers: int, seed: int, program: tuple[str, ...] = SERVE
+                ) -> dict[str, Any]:
+    """One version's figures (``clients`` 0: the sequential ones only; ``program``: the server to start)."""
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = src
     try:
         result: dict[str, Any] = {}
-        with server_process(home, workers="1") as (base, server):
+        with server_process(home, program=program, workers="1") as (base, server):
             sequential(base, requests[:20])
             before = process_tree_cpu(server.pid)
             result["sequential"] = sequential(base, requests[:sequential_n], warmup=0)
@@ -42,7 +44,7 @@ def one_version(src: str, home: Path, requests: list[tuple[bytes, str]], sequent
                 (process_tree_cpu(server.pid) - before) * 1000 / sequential_n, 2)
         if not clients:
             return result
-        with server_process(home, workers=str(workers)) as (base, server):
+        with server_process(home, program=program, workers=str(workers)) as (base, server):
             load(base, requests, clients, min(5.0, seconds))  # warm-up
             result[f"closed_loop_{workers}_workers"] = load(base, requests, clients, seconds, server.pid)
             result[f"open_loop_{workers}_workers"] = open_loop(base, requests, rate, seconds, seed=seed,
@@ -65,14 +67,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rate", type=float, default=150)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--floor", action="store_true", help="also the floor server (floor_server.py: HTTP, decoding "
+                        "and the model, nothing else), for what no search server here could beat")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serving_versus.json")
     args = parser.parse_args()
     requests = bodies(500, 5)
     rounds = []
     for round_number in range(args.rounds):
+        versions = [("baseline", args.baseline_src, SERVE), ("current", CURRENT, SERVE)]
+        if args.floor:
+            versions.append(("floor", CURRENT, FLOOR))
         rounds.append({name: one_version(src, args.home, requests, args.sequential, args.clients, args.seconds,
-                                         args.rate, args.workers, seed=round_number)
-                       for name, src in (("baseline", args.baseline_src), ("current", CURRENT))})
+                                         args.rate, args.workers, seed=round_number, program=program)
+                       for name, src, program in versions})
         print(json.dumps(rounds[-1], indent=2), flush=True)
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
               "rounds": rounds}

@@ -92,10 +92,6 @@ class SearchService:
         if len(self.engine.store) == 0:
             raise EmptyCatalogError("the catalog is empty: ingest images first (`lookalike ingest PATH`)")
 
-    def embed_images(self, images: list[bytes | Path], labels: Sequence[str] | None = None) -> np.ndarray:
-        """Embeddings of query images; ImageDecodeError for an unreadable one, named by its label when given."""
-        return self.query_embeddings(images, labels)[0]
-
     def query_embeddings(self, images: Sequence[bytes | Path], labels: Sequence[str] | None = None,
                          ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and palettes of query images, each image decoded once; ImageDecodeError for an unreadable one,
