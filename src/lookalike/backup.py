@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from lookalike import __version__
 from lookalike.config import Settings
+from lookalike.embedding.feature_cache import copy_cache
 from lookalike.errors import LookalikeError
 from lookalike.hashing import file_sha256
 from lookalike.index.snapshot import CURRENT, read_current
@@ -74,10 +75,11 @@ def backup(settings: Settings, dest: Path, *, features: bool = False, images: bo
                 _copy_index(settings.index_dir, partial / "index")
             database = _dump_database(url, partial)
         for name, source in (("heads", settings.heads_dir), ("models", settings.resolved_models_dir),
-                             *((("features", settings.features_dir),) if features else ()),
                              *((("images", settings.images_dir),) if images else ())):
             if source.is_dir():
                 shutil.copytree(source, partial / name, ignore=shutil.ignore_patterns("*.tmp", ".*"))
+        if features and settings.features_dir.is_dir():
+            copy_cache(settings.features_dir, partial / "features")
         files = _checksums(partial)
         manifest = {"format": FORMAT, "lookalike": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "database": database, "vector_store": settings.vector_store,
