@@ -35,11 +35,32 @@ def lock_of(folder: Path) -> FileLock:
 
 
 def copy_cache(root: Path, dest: Path) -> None:
-    """Copy the cached features of every backbone under ``root`` to ``dest``, each folder under its lock, so no shard
-    is merged away mid-copy (the lock and unfinished shards are left out)."""
+    """Copy the cached features of every backbone under ``root`` to ``dest``. Under each folder's lock only for the
+    moment it takes to hard-link its shards (written once, never changed) into a snapshot beside them, which is then
+    copied: no shard is merged away mid-copy, and writers never wait for the copy."""
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        with lock_of(folder):
-            shutil.copytree(folder, dest / folder.name, ignore=shutil.ignore_patterns(".*"))
+        for stale in folder.glob(".snapshot-*"):  # a backup that died
+            pid = stale.name.removeprefix(".snapshot-")
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        snapshot = folder / f".snapshot-{os.getpid()}"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        try:
+            with lock_of(folder):
+                shutil.copytree(folder, snapshot, ignore=shutil.ignore_patterns(".*"), copy_function=os.link)
+            shutil.copytree(snapshot, dest / folder.name)
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Table(NamedTuple):
@@ -57,7 +78,7 @@ class FeatureCache:
         self.dir = root / safe
         self.dim = dim
         self.flush_every = flush_every
-        self._table = _Table({}, [])  # replaced whole, never changed in place: lookups run in other threads
+        self._table = _Table({}, [])  # lookups run in other threads: see flush
         self._pending_keys: list[bytes] = []
         self._pending: list[np.ndarray] = []
         self._pending_rows: dict[bytes, int] = {}  # key -> its row in ``_pending``

@@ -103,3 +103,16 @@ def test_a_cache_whose_lock_cannot_be_taken_is_read_as_it_is(tmp_path):
     (cache.dir / ".lock").unlink()
     (cache.dir / ".lock").mkdir()  # as a read-only copy would: the lock file cannot be opened
     assert FeatureCache(tmp_path, "bb@1", dim=2).get(["a"])[0].all()
+
+
+def test_a_copy_holds_every_feature_and_leaves_no_snapshot_behind(tmp_path):
+    cache = FeatureCache(tmp_path / "features", "bb@1", dim=2, flush_every=2)
+    cache.put(["a", "b", "c"], np.arange(6).reshape(3, 2))
+    cache.flush()
+    dead = cache.dir / ".snapshot-999999999"  # a backup that died mid-copy
+    dead.mkdir()
+    feature_cache.copy_cache(tmp_path / "features", tmp_path / "copy")
+    assert {p.name[:6] for p in (tmp_path / "copy" / cache.dir.name).iterdir()} == {"shard-"}
+    assert not list(cache.dir.glob(".snapshot-*"))
+    copied = FeatureCache(tmp_path / "copy", "bb@1", dim=2)
+    assert copied.get(["a", "b", "c"])[1].tolist() == [[0, 1], [2, 3], [4, 5]]
