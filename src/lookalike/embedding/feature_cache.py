@@ -6,7 +6,8 @@ fingerprint) gets a new folder: stale features can never be read for it.
 
 Every process writing or opening the folder holds its lock (``.lock``) meanwhile. A catalog changed an item at a time
 (the API's adds) writes a shard per change; once more than ``MAX_SMALL_SHARDS`` shards hold fewer than ``flush_every``
-rows, the next writer or opener merges them into one, so shards (each a memory map in every process) stay few.
+rows, the next writer or opener merges them into shards of up to ``flush_every`` rows, so shards (each a memory map in
+every process) stay few.
 """
 
 from __future__ import annotations
@@ -160,14 +161,16 @@ class FeatureCache:
             total += rows
         merged = 0
         for group in (g for g in groups if len(g) > 1):
-            parts = [shard for shard_dir in group if (shard := self._read(shard_dir)) is not None]
-            keys = np.concatenate([k for k, _ in parts])
+            parts = {shard_dir: shard for shard_dir in group if (shard := self._read(shard_dir)) is not None}
+            if len(parts) < 2:
+                continue
+            keys = np.concatenate([k for k, _ in parts.values()])
             _, first = np.unique(keys, return_index=True)
             first.sort()
-            self._write(keys[first], np.concatenate([f for _, f in parts])[first])
-            for shard_dir in group:
+            self._write(keys[first], np.concatenate([f for _, f in parts.values()])[first])
+            for shard_dir in parts:  # an unreadable one stays, for someone to look at
                 shutil.rmtree(shard_dir, ignore_errors=True)
-            merged += len(group)
+            merged += len(parts)
         if merged:
             log.info("merged %d small feature shards in %s", merged, self.dir)
         return merged > 0

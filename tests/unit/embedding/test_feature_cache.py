@@ -116,3 +116,15 @@ def test_a_copy_holds_every_feature_and_leaves_no_snapshot_behind(tmp_path):
     assert not list(cache.dir.glob(".snapshot-*"))
     copied = FeatureCache(tmp_path / "copy", "bb@1", dim=2)
     assert copied.get(["a", "b", "c"])[1].tolist() == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_a_merge_leaves_an_unreadable_shard_where_it_is(tmp_path, monkeypatch):
+    writer = FeatureCache(tmp_path, "bb@1", dim=2, flush_every=100)
+    for i in range(6):
+        writer.put([f"k{i}"], np.full((1, 2), i))
+        writer.flush()
+    broken = sorted(writer.dir.glob("shard-*"))[2]
+    (broken / "features.npy").write_bytes(b"torn")
+    monkeypatch.setattr(feature_cache, "MAX_SMALL_SHARDS", 3)
+    opened = FeatureCache(tmp_path, "bb@1", dim=2, flush_every=100)
+    assert broken.is_dir() and shard_count(opened) == 2 and len(opened) == 5
