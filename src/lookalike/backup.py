@@ -34,7 +34,7 @@ from lookalike.embedding.feature_cache import copy_cache
 from lookalike.errors import LookalikeError
 from lookalike.hashing import file_sha256
 from lookalike.index.snapshot import CURRENT, read_current
-from lookalike.io.files import fsync
+from lookalike.io.files import forget_leftovers, fsync
 from lookalike.locking import WriteLock
 
 MANIFEST = "manifest.json"
@@ -238,7 +238,4 @@ def _put_in_place(partial: Path, dest: Path) -> None:
 
 def _forget_partials(dest: Path) -> None:
     """Remove what backups to ``dest`` killed half-way left (their processes are gone)."""
-    for leftover in dest.parent.glob(f".{dest.name}.partial-*"):
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(leftover, ignore_errors=True)
+    forget_leftovers(dest.parent, f".{dest.name}.partial-")

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from filelock import FileLock
 
-from lookalike.io.files import safe_file_name
+from lookalike.io.files import forget_leftovers, safe_file_name
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ def copy_cache(root: Path, dest: Path) -> None:
     moment it takes to hard-link its shards (written once, never changed) into a snapshot beside them, which is then
     copied: no shard is merged away mid-copy, and writers never wait for the copy."""
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for stale in folder.glob(".snapshot-*"):  # a backup that died
-            pid = stale.name.removeprefix(".snapshot-")
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
+        forget_leftovers(folder, ".snapshot-")  # a backup that died
         snapshot = folder / f".snapshot-{os.getpid()}"
         shutil.rmtree(snapshot, ignore_errors=True)
         try:
@@ -52,16 +49,6 @@ def copy_cache(root: Path, dest: Path) -> None:
             shutil.copytree(snapshot, dest / folder.name)
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Table(NamedTuple):
@@ -124,14 +111,14 @@ class FeatureCache:
         table = _Table({}, [])
         for shard_dir in self._shard_dirs():
             if (shard := self._read(shard_dir)) is not None:
-                self._add(table, *shard)
+                self._add(table, shard[0].tolist(), shard[1])
         return table
 
     @staticmethod
-    def _add(table: _Table, keys: np.ndarray | list[bytes], feats: np.ndarray) -> None:
+    def _add(table: _Table, keys: list[bytes], feats: np.ndarray) -> None:
         index = len(table.shards)
         table.shards.append(feats)
-        for row, key in enumerate(keys.tolist() if isinstance(keys, np.ndarray) else keys):
+        for row, key in enumerate(keys):
             table.where[key] = (index, row)
 
     def _compact(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,14 @@ def fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def forget_leftovers(folder: Path, prefix: str) -> None:
+    """Remove what processes that died left in ``folder`` as ``<prefix><pid>`` (a live one's stays)."""
+    for leftover in folder.glob(f"{prefix}*"):
+        pid = leftover.name.removeprefix(prefix)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _commit(tmp: Path, path: Path, durable: bool = True) -> None:
