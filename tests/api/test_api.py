@@ -51,11 +51,29 @@ def test_bad_uploads_get_4xx_with_a_message(client):
     assert search(client, b"").status_code == 400
     not_image = search(client, b"<html><body>hi</body></html>")
     assert not_image.status_code == 400 and "detail" in not_image.json()
-    assert search(client, jpeg("circles", 1), k="0").status_code == 422
+    too_few = search(client, jpeg("circles", 1), k="0")
+    assert too_few.status_code == 422 and too_few.json()["errors"][0]["loc"] == ["body", "k"]
+    assert "k: Input should be greater than or equal to 1" in too_few.json()["detail"]
     assert search(client, jpeg("circles", 1), k="abc").status_code == 422
+    assert search(client, jpeg("circles", 1), group_by="colour").json()["errors"][0]["loc"] == ["body", "group_by"]
     missing = client.post("/api/search", data={"k": "3"})
     assert missing.status_code == 422 and "file" in missing.json()["detail"]
+    text_file = client.post("/api/search", data={"file": "not a file"}, files={"other": ("x", b"x")})
+    assert text_file.status_code == 422 and "uploaded file" in text_file.json()["detail"]
+    not_multipart = client.post("/api/search", content=b"{}", headers={"Content-Type": "application/json"})
+    assert not_multipart.status_code == 422 and "file" in not_multipart.json()["detail"]
+    broken = client.post("/api/search", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data"})
+    assert broken.status_code == 400
     assert search(client, jpeg("circles", 2)).status_code == 200  # still up
+
+
+def test_empty_form_fields_count_as_absent_and_options_are_documented(client):
+    body = search(client, jpeg("checks", 303), k="", category="", filter="", dedupe="", group_by="").json()
+    assert body["k"] == 5 and body["category"] is None and body["filter"] is None
+    form = client.get("/openapi.json").json()["paths"]["/api/search"]["post"]["requestBody"]["content"][
+        "multipart/form-data"]["schema"]["properties"]
+    assert {"file", "item_ids", "query_id", "k", "category", "dedupe", "group_by", "filter", "facets"} <= set(form)
+    assert form["k"]["maximum"] == 1000 and form["file"]["items"]["format"] == "binary"
 
 
 def test_item_read_similar_and_missing(client):

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, UploadFile
 from starlette.routing import Match
 from starlette.types import Scope
 
-from lookalike.api.deps import (
-    NO_FILTER,
-    FormCategory,
-    FormDedupe,
-    FormFilter,
-    FormGroupBy,
-    QueryCategory,
-    QueryDedupe,
-    QueryFilter,
-    QueryGroupBy,
-    Shopper,
-    State,
-    dedupe_for,
-    narrowing,
-)
+from lookalike.api.deps import SearchForm, SearchOptions, Shopper, State, dedupe_for, narrowing, validated
 from lookalike.api.presenters import search_answer
 from lookalike.api.schemas import READ, UPLOAD, RefineRequest, SearchResponse, error_responses
 from lookalike.api.state import AppState
 from lookalike.api.uploads import read_upload
 from lookalike.catalog.repository import StoredQuery
 from lookalike.refine import rocchio
-from lookalike.search import MAX_K, check_category
+from lookalike.search import check_category
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -60,90 +45,95 @@ class ImageBodyRoute(APIRoute):
         return match, child
 
 
-async def search_image_body(
-    request: Request,
-    state: State,
-    shopper: Shopper,
-    category: QueryCategory,
-    dedupe: QueryDedupe,
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")] = 5,
-    group_by: QueryGroupBy = None,
-    narrowed: QueryFilter = NO_FILTER,
-    facets: Annotated[bool, Query(description="Add facet counts of the items the filter matches.")] = False,
-) -> Response:
+async def search_image_body(request: Request, state: State, shopper: Shopper) -> Response:
     """One query image as the whole request body; the options in the query string. No form to parse."""
     started = time.perf_counter()
+    options = validated(SearchOptions, request.query_params, "query")
     limit = int(state.settings.max_upload_mb * 2**20)
     image = await request.body()
     if len(image) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"upload is larger than the {limit // 2**20} MB limit")
     if not image:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body is empty: send the image")
-
-    def answer() -> Response:
-        vector, palette = state.service.example_query([image], labels=["upload"])
-        found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
-                                             palettes=palette, by_product=group_by == "product",
-                                             allowed=narrowed.allowed)[0]
-        return search_answer(state, shopper, "upload", k, category, dedupe, found, narrowed, facets)
-
-    return await run_in_threadpool(answer)
+    return await run_in_threadpool(answer_examples, state, shopper, options, [image], ["upload"], [], started)
 
 
 router.add_api_route("/search", search_image_body, methods=["POST"], include_in_schema=False,
                      route_class_override=ImageBodyRoute)
 
-IMAGE_BODY = {"requestBody": {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+FILES_HELP = "Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them."
+SEARCH_BODIES = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        **SearchForm.model_json_schema(), "title": "SearchForm",
+        "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                "description": FILES_HELP},
+                       **SearchForm.model_json_schema()["properties"]}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples",
-             responses=error_responses(*READ, *UPLOAD, 404, 409), openapi_extra=IMAGE_BODY)
-def search(
-    state: State,
-    shopper: Shopper,
-    category: FormCategory,
-    dedupe: FormDedupe,
-    file: Annotated[list[UploadFile] | None, File(
-        description="Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them.")] = None,
-    item_ids: Annotated[str | None, Form(description="Catalog ids of example items, comma-separated.")] = None,
-    k: Annotated[int, Form(ge=1, le=MAX_K, description="How many results.")] = 5,
-    group_by: FormGroupBy = None,
-    narrowed: FormFilter = NO_FILTER,
-    facets: Annotated[bool, Form(description="Add facet counts of the items the filter matches.")] = False,
-    query_id: Annotated[int | None, Form(description="Search again with the query of this earlier search (another "
-                                                     "filter, say), instead of examples.")] = None,
-) -> Response:
+             responses=error_responses(*READ, *UPLOAD, 404, 409), openapi_extra=SEARCH_BODIES)
+async def search(request: Request, state: State, shopper: Shopper) -> Response:
     """The query is the normalized mean embedding of every example (files and items), or an earlier search's.
 
     One image can also be the whole request body (`Content-Type: image/jpeg`, say), with `k`, `category`,
-    `dedupe`, `group_by`, `filter` and `facets` in the query string: the same answer, without a form to parse."""
+    `dedupe`, `group_by`, `filter` and `facets` in the query string: the same answer, without a form to parse.
+
+    The form is parsed and validated here in one step, and the rest runs in one thread of the pool."""
     started = time.perf_counter()
-    files = file or []
-    examples = parse_item_ids(item_ids)
-    if query_id is not None:
-        if files or examples:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either examples or a query_id")
-        stored = stored_query(state, query_id)
-        found = state.service.search_vectors(
-            stored.vector.reshape(1, -1), k, category, started=started, dedupe_threshold=dedupe.threshold,
-            palettes=None if stored.palette is None else stored.palette.reshape(1, -1),
-            by_product=group_by == "product", allowed=narrowed.allowed)[0]
-        label = f"search {query_id} again" + (f", filtered {narrowed.filter.key}" if narrowed.filter else "")
-        return search_answer(state, shopper, label, k, category, dedupe, found, narrowed, facets, taste=False)
-    if not files and not examples:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a query image `file` (or several), "
-                            "or `item_ids` of catalog items")
+    async with request.form() as form:
+        options = validated(SearchForm, form, "body")
+        files = [upload for upload in form.getlist("file") if isinstance(upload, UploadFile)]
+        if len(files) != len(form.getlist("file")):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`file` must be an uploaded file")
+        examples = parse_item_ids(options.item_ids)
+        if options.query_id is not None:
+            if files or examples:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either examples or a query_id")
+            return await run_in_threadpool(answer_stored, state, shopper, options, started)
+        if not files and not examples:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a query image `file` (or several), "
+                                "or `item_ids` of catalog items")
+        return await run_in_threadpool(read_and_answer, state, shopper, options, files, examples, started)
+
+
+def read_and_answer(state: AppState, shopper: str | None, options: SearchOptions, files: list[UploadFile],
+                    examples: list[int], started: float) -> Response:
     limit = int(state.settings.max_upload_mb * 2**20)
     images = [read_upload(upload, limit) for upload in files]
-    names = [(u.filename or "upload")[:100] for u in files]
-    labels = names if len(files) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
+    names = [(upload.filename or "upload")[:100] for upload in files]
+    return answer_examples(state, shopper, options, images, names, examples, started)
+
+
+def answer_examples(state: AppState, shopper: str | None, options: SearchOptions, images: list[bytes],
+                    names: list[str], examples: list[int], started: float) -> Response:
+    """The search for these images (``names``: their file names) and catalog items, recorded and answered (on a
+    thread: it runs the model)."""
+    labels = names if len(images) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
+    category, dedupe, narrowed = check_category(state.engine.store, options.category), \
+        dedupe_for(state, options.dedupe), narrowing(state, options.filter)
     vector, palette = state.service.example_query(images, examples, labels)
-    found = state.service.search_vectors(vector, k, category, started=started, dedupe_threshold=dedupe.threshold,
-                                         palettes=palette, by_product=group_by == "product",
-                                         allowed=narrowed.allowed)[0]
-    names += [f"item {i}" for i in examples]
+    found = state.service.search_vectors(vector, options.k, category, started=started,
+                                         dedupe_threshold=dedupe.threshold, palettes=palette,
+                                         by_product=options.group_by == "product", allowed=narrowed.allowed)[0]
+    names = names + [f"item {i}" for i in examples]
     label = names[0] if len(names) == 1 else f"{len(names)} examples: {', '.join(names)}"
-    return search_answer(state, shopper, label, k, category, dedupe, found, narrowed, facets)
+    return search_answer(state, shopper, label, options.k, category, dedupe, found, narrowed, options.facets)
+
+
+def answer_stored(state: AppState, shopper: str | None, options: SearchForm, started: float) -> Response:
+    """The search again with an earlier search's query (a new filter, say); not counted in the shopper's taste."""
+    assert options.query_id is not None
+    category, dedupe, narrowed = check_category(state.engine.store, options.category), \
+        dedupe_for(state, options.dedupe), narrowing(state, options.filter)
+    stored = stored_query(state, options.query_id)
+    found = state.service.search_vectors(
+        stored.vector.reshape(1, -1), options.k, category, started=started, dedupe_threshold=dedupe.threshold,
+        palettes=None if stored.palette is None else stored.palette.reshape(1, -1),
+        by_product=options.group_by == "product", allowed=narrowed.allowed)[0]
+    label = f"search {options.query_id} again" + (f", filtered {narrowed.filter.key}" if narrowed.filter else "")
+    return search_answer(state, shopper, label, options.k, category, dedupe, found, narrowed, options.facets,
+                         taste=False)
 
 
 def stored_query(state: AppState, query_id: int) -> StoredQuery:
