@@ -1,17 +1,19 @@
 """What one search costs the server, and where: CPU per search by thread against the bare model's, in one run.
 
-    python benchmarks/search_cost.py --home ~/.lookalike --requests 300 [--py-spy] [--raw]
+    python benchmarks/search_cost.py --home ~/.lookalike --requests 300 [--rounds 5] [--py-spy] [--raw]
 
-Starts a real `lookalike serve` (one process) over an ingested home and sends ``--requests`` photo-like JPEG
-searches one at a time (multipart, or with ``--raw`` the image as the whole body). Reports
-- the server's CPU per search (all its threads, from ``/proc``) and per thread, named with ``py-spy dump``
-  (threads Python does not know, ONNX Runtime's and FAISS's pools, are "native"); then again for a second pass of
-  the same uploads, whose candidates' records and colours the server has in memory by then, as one that has run a
-  while has;
-- the bare model's CPU per image at batch 1 in this process, one thread: the backbone and the head on inputs
-  prepared beforehand, so decoding is not in it; and what decoding and preparing an upload costs alone;
-- the CPU per search of the floor server (``floor_server.py``: the same HTTP server, decoding and model, and nothing
-  else) over the same requests: what no search server here could go below;
+Starts a real `lookalike serve` (one process) and the floor server (``floor_server.py``: the same HTTP server,
+decoding and model, and nothing else: what no search server here could go below) over an ingested home, and sends
+``--requests`` photo-like JPEG searches one at a time (multipart, or with ``--raw`` the image as the whole body).
+Reports
+- the server's CPU per search over the first pass of new uploads (all its threads, from ``/proc``), per thread,
+  named with ``py-spy dump`` (threads Python does not know, ONNX Runtime's and FAISS's pools, are "native"), and by
+  the server's own stage timers;
+- then ``--rounds`` rounds of the same uploads, each measuring in turn the server (whose candidates' records and
+  colours are in memory by then, as in a server that has run a while), the floor server, and the bare model in this
+  process at batch 1 on one thread (the backbone and the head on inputs prepared beforehand; decoding and preparing
+  an upload alone beside them); each round's ratios to the bare model, and the medians: the host's speed moves by a
+  fifth and more within minutes, so the three are measured close together, again and again;
 - with ``--py-spy``, a sampled profile of the same searches (``py-spy record``): the share of the server's busy
   samples in each stage of a search, by the innermost project or library frame that names it.
 Results go to ``--out`` (JSON) for BENCHMARKS.md.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import http.client
 import json
 import os
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -121,8 +125,10 @@ def stage_seconds(client: Client) -> dict[str, float]:
             for sample in family.samples if sample.name == "lookalike_search_stage_duration_seconds_sum"}
 
 
-def bare_model(home: Path, images: list[bytes], rounds: int = 3) -> dict[str, float]:
-    """CPU ms per image at batch 1 on one thread: backbone, head, and decoding + preparing an upload (alone)."""
+@contextlib.contextmanager
+def bare_model(home: Path, images: list[bytes]) -> Iterator[Callable[[], dict[str, float]]]:
+    """A function measuring the bare model once: CPU ms per image at batch 1 on one thread for the backbone and the
+    head (on inputs prepared beforehand), and for decoding + preparing an upload alone."""
     settings = Settings(home=home, onnx_threads=1)
     engine = open_engine(settings, reconcile=False)
     try:
@@ -130,22 +136,25 @@ def bare_model(home: Path, images: list[bytes], rounds: int = 3) -> dict[str, fl
         inputs = [featurizer.prepare(image) for image in images]
         for x in inputs[:10]:  # warm up
             head(extractor(x[None]))
-        timings: dict[str, list[float]] = collections.defaultdict(list)
-        for _ in range(rounds):
+
+        def once() -> dict[str, float]:
+            timings = {}
             started = time.thread_time()
             features = [extractor(x[None]) for x in inputs]
-            timings["backbone"].append(time.thread_time() - started)
+            timings["backbone"] = time.thread_time() - started
             started = time.thread_time()
             for f in features:
                 head(f)
-            timings["head"].append(time.thread_time() - started)
+            timings["head"] = time.thread_time() - started
             started = time.thread_time()
             for image in images:
                 featurizer.prepare(image)
-            timings["decode_prepare"].append(time.thread_time() - started)
-        out = {f"{key}_ms": round(float(np.median(v)) * 1000 / len(images), 3) for key, v in timings.items()}
-        out["model_ms"] = round(out["backbone_ms"] + out["head_ms"], 3)
-        return out
+            timings["decode_prepare"] = time.thread_time() - started
+            out = {f"{key}_ms": round(seconds * 1000 / len(images), 3) for key, seconds in timings.items()}
+            out["model_ms"] = round(out["backbone_ms"] + out["head_ms"], 3)
+            return out
+
+        yield once
     finally:
         engine.close()
 
@@ -189,15 +198,26 @@ def top_frames(samples_file: Path, n: int = 40) -> list[tuple[str, float]]:
     return [(frame, round(c / max(total, 1), 3)) for frame, c in inclusive.most_common(n)]
 
 
-def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path | None = None) -> dict[str, Any]:
+def cpu_per_search(pid: int, client: Client, bodies: list[tuple[bytes, str]], path: str) -> float:
+    """The server's CPU ms per search (all its threads, from ``/proc``) over these requests, sent one at a time."""
+    before = sum(thread_cpu(pid).values())
+    for body in bodies:
+        client.post(*body, path=path)
+    return round((sum(thread_cpu(pid).values()) - before) * 1000 / len(bodies), 3)
+
+
+def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path | None = None, rounds: int = 5
+            ) -> dict[str, Any]:
     images = query_jpegs(requests)
     bodies = [(image, "image/jpeg") if raw else multipart(image, {"k": "5"}) for image in images]
     path = "/api/search?k=5" if raw else "/api/search"
     result: dict[str, Any] = {}
-    with server_process(home, workers="1") as (base, server), tempfile.TemporaryDirectory() as scratch:
-        client = Client(base)
+    with (server_process(home, workers="1") as (base, server), server_process(home, program=FLOOR, workers="1") as (
+            floor_base, floor), bare_model(home, images[:100]) as model, tempfile.TemporaryDirectory() as scratch):
+        client, floor_client = Client(base), Client(floor_base)
         for body in bodies[:20]:
             client.post(*body, path=path)
+            floor_client.post(*body, path=path)
         names = thread_names(server.pid)
         stages_before = stage_seconds(client)
         before, started = thread_cpu(server.pid), time.perf_counter()
@@ -217,21 +237,22 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
             "stage_ms": {name: round((seconds - stages_before.get(name, 0.0)) * 1000 / requests, 3)
                          for name, seconds in stages_after.items()},
         }
-        # the same uploads again: their candidates' records and colours are in memory, as in a server that has run a
-        # while (the first pass read most of them from the database)
-        before, stages_before = after, stages_after
-        for body in bodies:
-            client.post(*body, path=path)
-        stages_after = stage_seconds(client)
-        result["server_second_pass"] = {
-            "cpu_ms_per_search": round((sum(thread_cpu(server.pid).values()) - sum(before.values())) * 1000
-                                       / requests, 3),
-            "stage_ms": {name: round((seconds - stages_before.get(name, 0.0)) * 1000 / requests, 3)
-                         for name, seconds in stages_after.items()},
-        }
+        # then the same uploads again, in rounds: the server (its candidates' records and colours now in memory, as
+        # in a server that has run a while), the floor server and the bare model one after the other, so that the
+        # host's changes of speed (a fifth and more within minutes) fall on all three alike
+        result["rounds"] = []
+        for _ in range(rounds):
+            row: dict[str, float] = {"server_ms": cpu_per_search(server.pid, client, bodies, path),
+                                     "floor_ms": cpu_per_search(floor.pid, floor_client, bodies, path), **model()}
+            row["server_to_model"] = round(row["server_ms"] / row["model_ms"], 3)
+            row["floor_to_model"] = round(row["floor_ms"] / row["model_ms"], 3)
+            result["rounds"].append(row)
+            print(json.dumps(row), flush=True)
+        result["median"] = {key: round(float(np.median([row[key] for row in result["rounds"]])), 3)
+                            for key in result["rounds"][0]}
         samples = Path(scratch) / "samples.txt"
         spying = py_spy_profile(server.pid, samples) if spy else None
-        if spying:  # a second pass: sampling slows the server, so it is not in the timed one
+        if spying:  # a pass of its own: sampling slows the server, so it is not in the timed ones
             time.sleep(1.0)
             for body in bodies:
                 client.post(*body, path=path)
@@ -242,27 +263,7 @@ def measure(home: Path, requests: int, raw: bool, spy: bool, keep_samples: Path 
                     shutil.copy(samples, keep_samples)
                 result["stages"] = stages_of(samples)
                 result["top_frames"] = top_frames(samples)
-    result["floor_server"] = floor_cpu(home, bodies, path)
-    result["bare_model"] = bare_model(home, images[:100])
-    model_ms = result["bare_model"]["model_ms"]
-    result["ratio_server_to_model"] = round(result["server"]["cpu_ms_per_search"] / model_ms, 2)
-    result["ratio_second_pass_to_model"] = round(result["server_second_pass"]["cpu_ms_per_search"] / model_ms, 2)
-    result["ratio_floor_to_model"] = round(result["floor_server"]["cpu_ms_per_search"] / model_ms, 2)
     return result
-
-
-def floor_cpu(home: Path, bodies: list[tuple[bytes, str]], path: str) -> dict[str, Any]:
-    """CPU per search of the floor server (``floor_server.py``: HTTP, decoding and the model, nothing else), one
-    process, the same requests sent the same way."""
-    with server_process(home, program=FLOOR, workers="1") as (base, server):
-        client = Client(base)
-        for body in bodies[:20]:
-            client.post(*body, path=path)
-        before = sum(thread_cpu(server.pid).values())
-        for body in bodies:
-            client.post(*body, path=path)
-        used = sum(thread_cpu(server.pid).values()) - before
-    return {"cpu_ms_per_search": round(used * 1000 / len(bodies), 3)}
 
 
 def main() -> None:
@@ -272,10 +273,11 @@ def main() -> None:
     parser.add_argument("--raw", action="store_true", help="send the image as the request body, not multipart")
     parser.add_argument("--py-spy", action="store_true", help="also sample the server with py-spy")
     parser.add_argument("--samples", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of server, floor server and bare model in turn")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "search_cost.json")
     args = parser.parse_args()
     result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-              **measure(args.home, args.requests, args.raw, args.py_spy, args.samples)}
+              **measure(args.home, args.requests, args.raw, args.py_spy, args.samples, args.rounds)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
