@@ -25,20 +25,23 @@ BRANDS = ("Acme", "Bolt", "Cirrus")
 
 @pytest.fixture(scope="module")
 def server_settings(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, extractor) -> Settings:
-    """18 products (6 of each category), each with a brand, a price from 10 to 95 and a stock flag."""
+    """18 products (6 of each category), each with a brand, a price from 10 to 95 and a stock flag; and a dataset's
+    bookkeeping columns (a row index, a class number), which are not offered as filters."""
     settings = Settings(home=tmp_path_factory.mktemp("dashboard-filters") / "home", models_dir=models_dir,
                         batch_size=8, fetch_allow_hosts=["127.0.0.1"], _env_file=None)  # type: ignore[call-arg]
     with feed_server() as images:
-        rows = ["sku,title,image_link,price,currency,brand,product_type,availability"]
+        rows = []  # JSON lines, so that the dataset's columns are numbers, as in an imported dataset
         for c, category in enumerate(PRODUCT_CATEGORIES):
             for seed in range(6):
                 n = c * 6 + seed
                 sku = f"P{n:02d}"
                 front, _ = serve_photos(images, f"/{sku}", make_product(category, seed, 160))
                 stock = "in stock" if n % 4 else "out of stock"
-                rows.append(f"{sku},{category} {seed},{front},{10 + 5 * n}.00,EUR,{BRANDS[n % 3]},{category},{stock}")
+                rows.append(json.dumps({"sku": sku, "title": f"{category} {seed}", "image_link": front,
+                                        "price": f"{10 + 5 * n}.00", "currency": "EUR", "brand": BRANDS[n % 3],
+                                        "product_type": category, "availability": stock, "index": n, "label": c}))
         with open_engine(settings) as engine, feed_sync(settings, engine) as syncer:
-            report = syncer.run(read_feed("\n".join(rows).encode(), "feed.csv"))
+            report = syncer.run(read_feed("\n".join(rows).encode(), "feed.jsonl"))
     assert report.added == 18
     return settings
 
@@ -55,6 +58,8 @@ def test_a_price_range_and_a_brand_narrow_the_results_and_survive_a_reload(page:
     expect(filters).to_be_visible()
     expect(filters.locator('fieldset[data-filter="brand"] label')).to_have_count(3)
     expect(filters.locator('fieldset[data-filter="brand"]')).to_contain_text("Bolt(6)")
+    expect(filters.locator('fieldset[data-filter="price"]')).to_have_count(1)
+    expect(filters.locator('fieldset[data-filter="index"], fieldset[data-filter="label"]')).to_have_count(0)
     photo = tmp_path / "photo.jpg"
     make_product("tees", 2, 160).rotate(5, fillcolor=(245, 245, 245)).save(photo)
     found = search(page, photo, k=5)

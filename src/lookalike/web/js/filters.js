@@ -74,7 +74,9 @@ export function createFilters({ container, onChange }) {
         if (HIDDEN.has(name) || values.length < 2 && typeof values[0]?.value !== "boolean") continue;
         parts.push(typeof values[0]?.value === "boolean" ? flagGroup(name, values) : valuesGroup(name, values));
       }
-      for (const [name, ranges] of Object.entries(facets.ranges)) parts.push(rangeGroup(name, ranges));
+      for (const [name, ranges] of Object.entries(facets.ranges)) {
+        if (!HIDDEN.has(name)) parts.push(rangeGroup(name, ranges));
+      }
       container.replaceChildren(...parts);
       container.hidden = parts.length === 0;
     },
