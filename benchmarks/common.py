@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import platform
 import random
@@ -33,6 +34,13 @@ def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     python = sys.version.split()[0]
     return f"{cpu_model()}, {cores} cores, {memory:.0f} GiB RAM, Python {python}"
+
+
+def write_results(out: Path, **figures: object) -> None:
+    """``figures`` as JSON at ``out``, with the machine, the date and the command line that measured them."""
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), **figures}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
 
 
 def cpu_model() -> str:

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
-from common import FLOOR, machine, multipart, query_jpegs, server_process
+from common import FLOOR, multipart, query_jpegs, server_process, write_results
 
 from lookalike.bootstrap import open_engine
 from lookalike.config import Settings
@@ -276,10 +275,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of server, floor server and bare model in turn")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "search_cost.json")
     args = parser.parse_args()
-    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-              **measure(args.home, args.requests, args.raw, args.py_spy, args.samples, args.rounds)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    result = measure(args.home, args.requests, args.raw, args.py_spy, args.samples, args.rounds)
+    write_results(args.out, **result)
     print(json.dumps(result, indent=2))
 
 

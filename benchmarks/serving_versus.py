@@ -17,12 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from common import FLOOR, SERVE, machine, process_tree_cpu, server_process
+from common import FLOOR, SERVE, process_tree_cpu, server_process, write_results
 from query_latency import bodies, load, open_loop, sequential
 
 CURRENT = str(Path(__file__).resolve().parents[1] / "src")
@@ -81,10 +79,7 @@ def main() -> None:
                                          args.rate, args.workers, seed=round_number, program=program)
                        for name, src, program in versions})
         print(json.dumps(rounds[-1], indent=2), flush=True)
-    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
-              "rounds": rounds}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    write_results(args.out, rounds=rounds)
 
 
 if __name__ == "__main__":

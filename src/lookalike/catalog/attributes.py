@@ -21,9 +21,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lookalike.catalog.changes import bump
 from lookalike.catalog.models import CatalogState, Item, ItemAttribute, Product
 
 MAX_NAME = 64
@@ -90,7 +91,7 @@ def add_attributes(session: Session, items: dict[int, tuple[str | None, dict[str
     rows = [row for item, (category, attributes) in items.items() for row in attribute_rows(item, category, attributes)]
     if rows:
         session.execute(insert(ItemAttribute), rows)
-    bump(session)
+    bump(session, items)
 
 
 def forget_attributes(session: Session, items: Iterable[int]) -> None:
@@ -98,14 +99,7 @@ def forget_attributes(session: Session, items: Iterable[int]) -> None:
     wanted = sorted({int(i) for i in items})
     for start in range(0, len(wanted), CHUNK):
         session.execute(delete(ItemAttribute).where(ItemAttribute.item.in_(wanted[start : start + CHUNK])))
-    bump(session)
-
-
-def bump(session: Session) -> None:
-    """Increment the catalog's version (creating its row the first time)."""
-    if session.execute(update(CatalogState).where(CatalogState.id == 1)
-                       .values(version=CatalogState.version + 1)).rowcount == 0:  # type: ignore[attr-defined]
-        session.add(CatalogState(id=1, version=1))
+    bump(session, wanted)
 
 
 class AttributeRepository:

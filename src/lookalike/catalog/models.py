@@ -62,6 +62,18 @@ class CatalogState(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class CatalogChange(Base):
+    """What one catalog version changed: the ids of the items and the SKUs of the products whose rows moved (JSON
+    lists); null items: anything may have changed. The latest ``catalog.changes.KEPT`` are kept, so that a process
+    holding what it read of the catalog forgets only what changed (``catalog.view``)."""
+
+    __tablename__ = "catalog_changes"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    items: Mapped[str | None] = mapped_column(Text, nullable=True)
+    skus: Mapped[str] = mapped_column(Text, default="[]")
+
+
 class Product(Base):
     """A merchant's product, keyed by SKU: its attributes, and the image URLs its items show (as applied: an image
     that failed to download is left out, so the next sync tries it again)."""

@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.catalog.attributes import forget_attributes, write_attributes
+from lookalike.catalog.changes import bump
 from lookalike.catalog.models import Download, Item, Product, utcnow
 from lookalike.catalog.records import ItemRecord, NewItem
 
@@ -123,6 +124,7 @@ class ProductRepository:
                 for row in session.scalars(select(Item).where(Item.sku.in_(chunk))):
                     attributes[row.id] = (row.category, {**dict(row.extra or {}), **updated[row.sku or ""].attributes})
             write_attributes(session, attributes)
+            bump(session, (), [c.sku for c in changes])
             return {sku: [row.id for row in added] for sku, added in rows.items()}
 
     def item_ids(self, skus: Iterable[str]) -> list[int]:
@@ -138,6 +140,7 @@ class ProductRepository:
                 session.execute(delete(Item).where(Item.sku.in_(chunk)))
                 result = session.execute(delete(Product).where(Product.sku.in_(chunk)))
                 removed += int(getattr(result, "rowcount", 0) or 0)
+                bump(session, (), chunk)
         return removed
 
 

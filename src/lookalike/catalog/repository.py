@@ -28,13 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
-from lookalike.catalog.attributes import (
-    AttributeRepository,
-    add_attributes,
-    bump,
-    forget_attributes,
-    write_attributes,
-)
+from lookalike.catalog.attributes import AttributeRepository, add_attributes, forget_attributes, write_attributes
+from lookalike.catalog.changes import Changed, bump, changes_between
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
@@ -141,6 +136,11 @@ class Catalog:
         """The catalog's version: it moves with every change of items or products, by any process."""
         with self.engine.connect() as connection:  # Core: this runs for every search
             return int(connection.execute(_VERSION).scalar() or 0)
+
+    def changes_between(self, seen: int, current: int) -> Changed | None:
+        """The items and products changed after version ``seen`` up to ``current``; None: not known one by one."""
+        with self.engine.connect() as connection:
+            return changes_between(connection, seen, current)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -264,7 +264,7 @@ class Catalog:
                 session.query(Item).filter(Item.id.in_(chunk)).update(
                     {Item.model_version: model_version}, synchronize_session=False
                 )
-            bump(session)
+            bump(session, ids)
 
     def count(self) -> int:
         with self.session() as session:

@@ -1,6 +1,10 @@
 """The in-memory view a search reads: it answers as the database does, and sees another process's change at the next
 refresh (SQLite and PostgreSQL)."""
 
+from sqlalchemy import delete, event
+
+from lookalike.catalog.changes import bump
+from lookalike.catalog.models import CatalogChange
 from lookalike.catalog.products import ProductChange
 from lookalike.catalog.repository import Catalog, NewItem
 from lookalike.catalog.view import CatalogView
@@ -48,3 +52,68 @@ def test_a_full_view_starts_afresh(database_url):
     for i in ids:
         assert set(view.items([i])) == {i}
     assert set(view.items(ids[:3])) == set(ids[:3])
+
+
+def _item_reads(catalog: Catalog) -> list[str]:
+    """The statements that read item rows, as ``catalog`` sends them from now on."""
+    reads: list[str] = []
+    event.listen(catalog.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: reads.append(statement) if "FROM items" in statement else None)
+    return reads
+
+
+def test_a_change_forgets_only_the_items_and_products_it_touched(database_url):
+    ours, theirs = Catalog(database_url), Catalog(database_url)
+    ids = ours.add_items([NewItem(f"/{i}.png", f"h{i}", "shirt", None, {"price": i}) for i in range(4)], "m")
+    theirs.products.apply([ProductChange(f"SKU-{n}", "dress", {"price": n}, [f"http://x/{n}.jpg"],
+                                         [NewItem(f"/p{n}.jpg", f"p{n}", "dress", f"SKU-{n}")]) for n in (1, 2)], "m")
+    view = CatalogView(ours)
+    view.refresh()
+    view.items(ids)
+    view.product_attributes(["SKU-1", "SKU-2"])
+    reads = _item_reads(ours)
+
+    theirs.update_attributes([(ids[0], None, {"price": 40})])
+    theirs.products.apply([ProductChange("SKU-2", "dress", {"price": 20}, ["http://x/2.jpg"])], "m")
+    view.refresh()
+    assert view.items(ids[1:]) == ours.get_items(ids[1:]) and len(reads) == 1  # the unchanged: from memory
+    reads.clear()
+    assert view.items([ids[0]])[ids[0]].metadata == {"price": 40} and len(reads) == 1  # the changed: read again
+    assert view.product_attributes(["SKU-1", "SKU-2"]) == {"SKU-1": {"price": 1}, "SKU-2": {"price": 20}}
+
+    theirs.products.delete(["SKU-1"])
+    added = theirs.add_items([NewItem("/new.png", "h-new", "shirt")], "m")
+    view.refresh()
+    assert view.product_attributes(["SKU-1", "SKU-2"]) == {"SKU-2": {"price": 20}}
+    assert set(view.items([*ids, *added])) == {*ids, *added}
+
+
+def test_a_change_of_anything_or_a_log_that_moved_on_forgets_everything(database_url):
+    ours, theirs = Catalog(database_url), Catalog(database_url)
+    ids = ours.add_items([NewItem(f"/{i}.png", f"h{i}") for i in range(3)], "m")
+    view = CatalogView(ours)
+    view.refresh()
+    view.items(ids)
+    reads = _item_reads(ours)
+    theirs.set_model_version(ids[:1], "m2")
+    view.refresh()
+    view.items(ids)
+    assert len(reads) == 1 and view.items(ids[:1])[ids[0]].model_version == "m2"  # only the first read again
+
+    with theirs.session() as session, session.begin():
+        bump(session, None)  # a change the log cannot name item by item
+    reads.clear()
+    view.refresh()
+    view.items(ids)
+    assert len(reads) == 1
+
+    seen = theirs.version()
+    with theirs.session() as session, session.begin():
+        bump(session, [ids[0]])
+        bump(session, [ids[0]])
+        # the first of those trimmed, as if this view were further behind than the log keeps
+        session.execute(delete(CatalogChange).where(CatalogChange.version == seen + 1))
+    view.refresh()
+    reads.clear()
+    view.items(ids[1:])
+    assert len(reads) == 1  # forgot everything: it could not tell what changed in between
