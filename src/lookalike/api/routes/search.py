@@ -13,7 +13,17 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.routing import Match
 from starlette.types import Scope
 
-from lookalike.api.deps import SearchForm, SearchOptions, Shopper, State, dedupe_for, narrowing, validated
+from lookalike.api.deps import (
+    Dedupe,
+    Narrowing,
+    SearchForm,
+    SearchOptions,
+    Shopper,
+    State,
+    dedupe_for,
+    narrowing,
+    validated,
+)
 from lookalike.api.presenters import search_answer
 from lookalike.api.schemas import READ, UPLOAD, RefineRequest, SearchResponse, error_responses
 from lookalike.api.state import AppState
@@ -62,12 +72,11 @@ router.add_api_route("/search", search_image_body, methods=["POST"], include_in_
                      route_class_override=ImageBodyRoute)
 
 FILES_HELP = "Query image(s) (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC); several = like all of them."
+FORM_SCHEMA = SearchForm.model_json_schema()
 SEARCH_BODIES = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {
-        **SearchForm.model_json_schema(), "title": "SearchForm",
-        "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                "description": FILES_HELP},
-                       **SearchForm.model_json_schema()["properties"]}}},
+    "multipart/form-data": {"schema": {**FORM_SCHEMA, "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": FILES_HELP},
+        **FORM_SCHEMA["properties"]}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
@@ -90,7 +99,7 @@ async def search(request: Request, state: State, shopper: Shopper) -> Response:
         if options.query_id is not None:
             if files or examples:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give either examples or a query_id")
-            return await run_in_threadpool(answer_stored, state, shopper, options, started)
+            return await run_in_threadpool(answer_stored, state, shopper, options, options.query_id, started)
         if not files and not examples:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give a query image `file` (or several), "
                                 "or `item_ids` of catalog items")
@@ -110,8 +119,7 @@ def answer_examples(state: AppState, shopper: str | None, options: SearchOptions
     """The search for these images (``names``: their file names) and catalog items, recorded and answered (on a
     thread: it runs the model)."""
     labels = names if len(images) == 1 else [f"image {i} ({name})" for i, name in enumerate(names, 1)]
-    category, dedupe, narrowed = check_category(state.engine.store, options.category), \
-        dedupe_for(state, options.dedupe), narrowing(state, options.filter)
+    category, dedupe, narrowed = narrowed_by(state, options)
     vector, palette = state.service.example_query(images, examples, labels)
     found = state.service.search_vectors(vector, options.k, category, started=started,
                                          dedupe_threshold=dedupe.threshold, palettes=palette,
@@ -121,19 +129,24 @@ def answer_examples(state: AppState, shopper: str | None, options: SearchOptions
     return search_answer(state, shopper, label, options.k, category, dedupe, found, narrowed, options.facets)
 
 
-def answer_stored(state: AppState, shopper: str | None, options: SearchForm, started: float) -> Response:
+def answer_stored(state: AppState, shopper: str | None, options: SearchOptions, query_id: int, started: float,
+                  ) -> Response:
     """The search again with an earlier search's query (a new filter, say); not counted in the shopper's taste."""
-    assert options.query_id is not None
-    category, dedupe, narrowed = check_category(state.engine.store, options.category), \
-        dedupe_for(state, options.dedupe), narrowing(state, options.filter)
-    stored = stored_query(state, options.query_id)
+    category, dedupe, narrowed = narrowed_by(state, options)
+    stored = stored_query(state, query_id)
     found = state.service.search_vectors(
         stored.vector.reshape(1, -1), options.k, category, started=started, dedupe_threshold=dedupe.threshold,
         palettes=None if stored.palette is None else stored.palette.reshape(1, -1),
         by_product=options.group_by == "product", allowed=narrowed.allowed)[0]
-    label = f"search {options.query_id} again" + (f", filtered {narrowed.filter.key}" if narrowed.filter else "")
+    label = f"search {query_id} again" + (f", filtered {narrowed.filter.key}" if narrowed.filter else "")
     return search_answer(state, shopper, label, options.k, category, dedupe, found, narrowed, options.facets,
                          taste=False)
+
+
+def narrowed_by(state: AppState, options: SearchOptions) -> tuple[str | None, Dedupe, Narrowing]:
+    """The options' category (422 for one the catalog lacks), duplicate threshold and filter."""
+    return (check_category(state.engine.store, options.category), dedupe_for(state, options.dedupe),
+            narrowing(state, options.filter))
 
 
 def stored_query(state: AppState, query_id: int) -> StoredQuery:
