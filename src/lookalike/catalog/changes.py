@@ -44,7 +44,9 @@ class Changed:
 
 def changes_between(connection: Connection, seen: int, current: int) -> Changed | None:
     """What changed after version ``seen`` up to ``current``; None when that is not known item by item (a change of
-    anything, or versions no longer, or not yet, in the log)."""
+    anything, versions no longer, or not yet, in the log, or a version that went back: another database)."""
+    if current <= seen:
+        return None
     rows = connection.execute(_CHANGES, {"seen": seen, "current": current}).all()
     if [row.version for row in rows] != list(range(seen + 1, current + 1)) or any(r.items is None for r in rows):
         return None

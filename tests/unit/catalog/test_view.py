@@ -1,10 +1,10 @@
 """The in-memory view a search reads: it answers as the database does, and sees another process's change at the next
 refresh (SQLite and PostgreSQL)."""
 
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, update
 
 from lookalike.catalog.changes import bump
-from lookalike.catalog.models import CatalogChange
+from lookalike.catalog.models import CatalogChange, CatalogState
 from lookalike.catalog.products import ProductChange
 from lookalike.catalog.repository import Catalog, NewItem
 from lookalike.catalog.view import CatalogView
@@ -117,3 +117,10 @@ def test_a_change_of_anything_or_a_log_that_moved_on_forgets_everything(database
     reads.clear()
     view.items(ids[1:])
     assert len(reads) == 1  # forgot everything: it could not tell what changed in between
+
+    with theirs.session() as session, session.begin():
+        session.execute(update(CatalogState).values(version=CatalogState.version - 5))  # another database's
+    view.refresh()
+    reads.clear()
+    view.items(ids[1:])
+    assert len(reads) == 1  # a version that went back: nothing it read can be trusted
