@@ -82,24 +82,34 @@ def attribute_rows(item: int, category: str | None, attributes: dict[str, Any]) 
 
 def write_attributes(session: Session, items: dict[int, tuple[str | None, dict[str, Any]]]) -> None:
     """Replace the attribute rows of these items (id -> (category, attributes)) within the caller's transaction."""
-    forget_attributes(session, list(items))
-    add_attributes(session, items)
+    _delete_rows(session, items)
+    _insert_rows(session, items)
+    bump(session, items)
 
 
 def add_attributes(session: Session, items: dict[int, tuple[str | None, dict[str, Any]]]) -> None:
     """Write the attribute rows of items that have none yet (new ones) within the caller's transaction."""
-    rows = [row for item, (category, attributes) in items.items() for row in attribute_rows(item, category, attributes)]
-    if rows:
-        session.execute(insert(ItemAttribute), rows)
+    _insert_rows(session, items)
     bump(session, items)
 
 
 def forget_attributes(session: Session, items: Iterable[int]) -> None:
     """Delete the attribute rows of these items within the caller's transaction."""
+    wanted = _delete_rows(session, items)
+    bump(session, wanted)
+
+
+def _insert_rows(session: Session, items: dict[int, tuple[str | None, dict[str, Any]]]) -> None:
+    rows = [row for item, (category, attributes) in items.items() for row in attribute_rows(item, category, attributes)]
+    if rows:
+        session.execute(insert(ItemAttribute), rows)
+
+
+def _delete_rows(session: Session, items: Iterable[int]) -> list[int]:
     wanted = sorted({int(i) for i in items})
     for start in range(0, len(wanted), CHUNK):
         session.execute(delete(ItemAttribute).where(ItemAttribute.item.in_(wanted[start : start + CHUNK])))
-    bump(session, wanted)
+    return wanted
 
 
 class AttributeRepository:
