@@ -106,7 +106,8 @@ class SearchService:
                 if labels is None:
                     raise
                 raise type(exc)(f"{labels[position]}: {exc}") from None
-            return featurizer.extractor.prepare(pixels), palette(Image.fromarray(pixels))
+            image = Image.fromarray(pixels)  # one image for both: each conversion copies the pixels
+            return featurizer.extractor.prepare(image), palette(image, own=True)
 
         if not images:
             return np.zeros((0, self.engine.head.dim), np.float32), np.zeros((0, PALETTE_BINS), np.float32)

@@ -62,14 +62,16 @@ def signature(image: Image.Image) -> Signature:
     return Signature(phash, thumb.tobytes(), palette(rgb).tobytes(), grey_thumbnail(rgb))
 
 
-def palette(image: Image.Image) -> np.ndarray:
-    """The garment's colours (see the module docstring): PALETTE_BINS float32 of unit length."""
-    thumb = image.convert("RGB")
+def palette(image: Image.Image, *, own: bool = False) -> np.ndarray:
+    """The garment's colours (see the module docstring): PALETTE_BINS float32 of unit length. ``own``: the caller
+    is done with ``image``, which may then be shrunk in place (no copy)."""
+    thumb = image if own and image.mode == "RGB" else image.convert("RGB")
     thumb.thumbnail((PALETTE_SIDE, PALETTE_SIDE), Image.Resampling.BOX)
     pixels = np.asarray(thumb, np.float32) / 255.0
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    away = _channel_max(np.abs(pixels - np.median(border, axis=0)))
-    garment = pixels[away > FOREGROUND] if (away > FOREGROUND).mean() >= MIN_FOREGROUND else pixels.reshape(-1, 3)
+    away = _channel_max(np.abs(pixels - _median(border)))
+    foreground = away > FOREGROUND
+    garment = pixels[foreground] if foreground.mean() >= MIN_FOREGROUND else pixels.reshape(-1, 3)
     top = _channel_max(garment)
     bottom = np.minimum(np.minimum(garment[:, 0], garment[:, 1]), garment[:, 2])
     chroma = top - bottom
@@ -83,6 +85,15 @@ def palette(image: Image.Image) -> np.ndarray:
     counts = np.bincount(np.concatenate([hues, (hues + 1) % PALETTE_HUES, PALETTE_HUES + greys]),
                          np.concatenate([1.0 - share, share, np.ones(len(greys), np.float32)]), PALETTE_BINS)
     return np.sqrt(counts / counts.sum()).astype(np.float32)
+
+
+def _median(pixels: np.ndarray) -> np.ndarray:
+    """Each channel's median, the same floats as ``np.median(pixels, axis=0)`` in a third of its time."""
+    half = len(pixels) // 2
+    if len(pixels) % 2:
+        return np.partition(pixels, half, axis=0)[half]
+    middle = np.partition(pixels, [half - 1, half], axis=0)
+    return (middle[half - 1] + middle[half]) / np.float32(2)
 
 
 def _channel_max(pixels: np.ndarray) -> np.ndarray:

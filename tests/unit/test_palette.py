@@ -65,3 +65,14 @@ def test_the_same_floats_as_the_plain_definition_on_varied_images():
     images += [Image.fromarray(np.full((64, 48, 3), 200, np.uint8)), garment((10, 200, 10)).convert("L")]
     for image in images:
         assert np.array_equal(palette(image), plain_palette(image))
+
+
+def test_an_image_given_away_gives_the_same_palette_and_is_only_shrunk():
+    rng = np.random.default_rng(11)
+    for height, width in rng.integers(20, 400, (20, 2)):
+        pixels = rng.integers(0, 256, (int(height), int(width), 3), np.uint8)
+        owned = Image.fromarray(pixels)
+        assert np.array_equal(palette(owned, own=True), plain_palette(Image.fromarray(pixels)))
+        assert max(owned.size) <= PALETTE_SIDE
+    grey = garment((10, 200, 10)).convert("L")
+    assert np.array_equal(palette(grey, own=True), plain_palette(grey)) and grey.size == (90, 120)  # copied: not RGB

@@ -76,14 +76,24 @@ Operator = Annotated[bool, Depends(holds_token)]
 
 
 SHOPPER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SHOPPER_HEADER_HELP = "An opaque shopper id (no account needed)."
+SHOPPER_COOKIE_HELP = "The dashboard's shopper id."
 
 
 async def get_shopper(
-    x_shopper_id: Annotated[str | None, Header(description="An opaque shopper id (no account needed).")] = None,
-    lookalike_shopper: Annotated[str | None, Cookie(description="The dashboard's shopper id.")] = None,
+    x_shopper_id: Annotated[str | None, Header(description=SHOPPER_HEADER_HELP)] = None,
+    lookalike_shopper: Annotated[str | None, Cookie(description=SHOPPER_COOKIE_HELP)] = None,
 ) -> str | None:
     """The optional shopper id, from the ``X-Shopper-Id`` header or else the dashboard's cookie."""
-    shopper = x_shopper_id or lookalike_shopper
+    return checked_shopper(x_shopper_id or lookalike_shopper)
+
+
+def shopper_of(request: Request) -> str | None:
+    """:func:`get_shopper` for a route that reads its request itself (no dependency to resolve per request)."""
+    return checked_shopper(request.headers.get("x-shopper-id") or request.cookies.get("lookalike_shopper"))
+
+
+def checked_shopper(shopper: str | None) -> str | None:
     if shopper is None:
         return None
     if not SHOPPER_ID.fullmatch(shopper):
@@ -93,6 +103,14 @@ async def get_shopper(
 
 
 Shopper = Annotated[str | None, Depends(get_shopper)]
+SHOPPER_PARAMETERS = [  # what get_shopper documents, for routes that call shopper_of
+    {"name": "x-shopper-id", "in": "header", "required": False, "description": SHOPPER_HEADER_HELP,
+     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "X-Shopper-Id",
+                "description": SHOPPER_HEADER_HELP}},
+    {"name": "lookalike_shopper", "in": "cookie", "required": False, "description": SHOPPER_COOKIE_HELP,
+     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Lookalike Shopper",
+                "description": SHOPPER_COOKIE_HELP}},
+]
 
 
 CATEGORY_HELP = "Only results of this category."

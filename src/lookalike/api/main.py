@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -84,9 +85,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         engine = prepared or open_engine(settings, reconcile=reconcile)
         state = app.state.lookalike = AppState.open(settings, engine)
         log.info("serving %d items with %s", len(engine.store), engine.model_version)
+        gc.freeze()  # what startup made lives as long as the server: full collections need not walk it each time
         try:
             yield
         finally:
+            gc.unfreeze()  # collectable again once the app stops (tests start many in one process)
             state.close()
             buckets.close()
 

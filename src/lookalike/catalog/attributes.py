@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lookalike.catalog.changes import bump
-from lookalike.catalog.models import CatalogState, Item, ItemAttribute, Product
+from lookalike.catalog.models import Item, ItemAttribute, Product
 
 MAX_NAME = 64
 MAX_TEXT = 200
@@ -115,12 +115,9 @@ def _delete_rows(session: Session, items: Iterable[int]) -> list[int]:
 class AttributeRepository:
     """Reads of the attribute rows, and the one-off fill of a database made before them."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], version: Callable[[], int]) -> None:
         self._sessions = sessions
-
-    def version(self) -> int:
-        with self._sessions() as session:
-            return int(session.scalar(select(CatalogState.version).where(CatalogState.id == 1)) or 0)
+        self.version = version  # the catalog's version (``catalog.changes.VersionReader``)
 
     def kinds(self) -> dict[str, dict[str, int]]:
         """Each attribute name's kinds and how many values of each."""

@@ -29,11 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from lookalike.catalog.attributes import AttributeRepository, add_attributes, forget_attributes, write_attributes
-from lookalike.catalog.changes import Changed, bump, changes_between
+from lookalike.catalog.changes import Changed, VersionReader, bump, changes_between
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
-    CatalogState,
     IdBlock,
     ImageSignature,
     Item,
@@ -61,7 +60,6 @@ _INSERT_ITEMS = insert(Item.__table__).returning(Item.__table__.c.path, Item.__t
 _SIGNATURES = select(ImageSignature.content_hash, ImageSignature.phash, ImageSignature.colour, ImageSignature.palette,
                      ImageSignature.grey).where(ImageSignature.content_hash.in_(bindparam("hashes", expanding=True)),
                                                 ImageSignature.palette.is_not(None), ImageSignature.grey.is_not(None))
-_VERSION = select(CatalogState.version).where(CatalogState.id == 1)
 _INSERT_SEARCH = insert(Search.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_VECTOR = insert(SearchVector.__table__)  # type: ignore[arg-type]
 _INSERT_SEARCH_SHOPPER = insert(SearchShopper.__table__)  # type: ignore[arg-type]
@@ -122,7 +120,8 @@ class Catalog:
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.attributes = AttributeRepository(self._sessions)
+        self._version = VersionReader(self.engine)
+        self.attributes = AttributeRepository(self._sessions, self._version)
         if not indexed:
             self.attributes.fill()  # a database made before attributes were indexed (or a new one: nothing to do)
         self.products = ProductRepository(self._sessions)
@@ -134,8 +133,7 @@ class Catalog:
 
     def version(self) -> int:
         """The catalog's version: it moves with every change of items or products, by any process."""
-        with self.engine.connect() as connection:  # Core: this runs for every search
-            return int(connection.execute(_VERSION).scalar() or 0)
+        return self._version()
 
     def changes_between(self, seen: int, current: int) -> Changed | None:
         """The items and products changed after version ``seen`` up to ``current``; None: not known one by one."""
@@ -143,6 +141,7 @@ class Catalog:
             return changes_between(connection, seen, current)
 
     def close(self) -> None:
+        self._version.close()
         self.engine.dispose()
 
     # --- items --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from lookalike.api.deps import (
+    SHOPPER_PARAMETERS,
     Dedupe,
     Narrowing,
     SearchForm,
@@ -21,7 +22,9 @@ from lookalike.api.deps import (
     Shopper,
     State,
     dedupe_for,
+    get_state,
     narrowing,
+    shopper_of,
     validated,
 )
 from lookalike.api.presenters import search_answer
@@ -55,9 +58,10 @@ class ImageBodyRoute(APIRoute):
         return match, child
 
 
-async def search_image_body(request: Request, state: State, shopper: Shopper) -> Response:
+async def search_image_body(request: Request) -> Response:
     """One query image as the whole request body; the options in the query string. No form to parse."""
     started = time.perf_counter()
+    state, shopper = await get_state(request), shopper_of(request)
     options = validated(SearchOptions, request.query_params, "query")
     limit = int(state.settings.max_upload_mb * 2**20)
     image = await request.body()
@@ -77,19 +81,21 @@ SEARCH_BODIES = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {**FORM_SCHEMA, "properties": {
         "file": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": FILES_HELP},
         **FORM_SCHEMA["properties"]}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}, "parameters": SHOPPER_PARAMETERS}
 
 
 @router.post("/search", response_model=SearchResponse, summary="Find catalog items similar to one or more examples",
              responses=error_responses(*READ, *UPLOAD, 404, 409), openapi_extra=SEARCH_BODIES)
-async def search(request: Request, state: State, shopper: Shopper) -> Response:
+async def search(request: Request) -> Response:
     """The query is the normalized mean embedding of every example (files and items), or an earlier search's.
 
     One image can also be the whole request body (`Content-Type: image/jpeg`, say), with `k`, `category`,
     `dedupe`, `group_by`, `filter` and `facets` in the query string: the same answer, without a form to parse.
 
-    The form is parsed and validated here in one step, and the rest runs in one thread of the pool."""
+    The form is parsed and validated here in one step (no FastAPI dependency or parameter to resolve per request),
+    and the rest runs in one thread of the pool."""
     started = time.perf_counter()
+    state, shopper = await get_state(request), shopper_of(request)
     async with request.form() as form:
         options = validated(SearchForm, form, "body")
         files = [upload for upload in form.getlist("file") if isinstance(upload, UploadFile)]
