@@ -37,8 +37,9 @@ def bump(session: Session, items: Iterable[int] | None, skus: Iterable[str] = ()
 
 
 class VersionReader:
-    """Reads the catalog's version, as every search does first: one statement on a database connection held for
-    it (a sixth of the CPU of a pooled connection and a compiled query), under a lock; thread-safe."""
+    """Reads the catalog's version, as every search does first: one statement through the driver, on a database
+    connection held for it, under a lock (a pooled connection and SQLAlchemy's execution cost about ten times the
+    CPU: BENCHMARKS.md); thread-safe."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
