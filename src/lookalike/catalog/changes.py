@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from lookalike.catalog.models import CatalogChange, CatalogState
 
 KEPT = 10_000  # change rows kept; a process further behind than that forgets everything it read
+_LOGGED = "lookalike.catalog_change"  # session.info: (transaction, its CatalogChange row)
 _TRIM_EVERY = 500
 _CHANGES = (select(CatalogChange.version, CatalogChange.items, CatalogChange.skus)
             .where(CatalogChange.version > bindparam("seen"), CatalogChange.version <= bindparam("current"))
@@ -23,17 +24,33 @@ _CHANGES = (select(CatalogChange.version, CatalogChange.items, CatalogChange.sku
 
 
 def bump(session: Session, items: Iterable[int] | None, skus: Iterable[str] = ()) -> None:
-    """Increment the catalog's version (creating its row the first time) within the caller's transaction, and log
-    that these items (None: any item) and these products changed."""
+    """Log that these items (None: any item) and these products changed in the caller's transaction: its first
+    change increments the catalog's version (creating its row the first time), later ones join that version's log
+    row, so one transaction is one version however many steps it takes."""
+    transaction = session.get_transaction()
+    logged = session.info.get(_LOGGED)
+    if logged is not None and logged[0] is transaction:
+        change = logged[1]
+        if change.items is not None:
+            change.items = None if items is None else _listed(json.loads(change.items), map(int, items))
+        change.skus = _listed(json.loads(change.skus), skus)
+        return
     version = session.execute(update(CatalogState).where(CatalogState.id == 1)
                               .values(version=CatalogState.version + 1).returning(CatalogState.version)).scalar()
     if version is None:
         session.add(CatalogState(id=1, version=1))
         version = 1
-    listed = None if items is None else json.dumps(sorted({int(i) for i in items}))
-    session.add(CatalogChange(version=version, items=listed, skus=json.dumps(sorted(set(skus)))))
+    change = CatalogChange(version=version, items=None if items is None else _listed([], map(int, items)),
+                           skus=_listed([], skus))
+    session.add(change)
+    session.info[_LOGGED] = (transaction, change)
     if version % _TRIM_EVERY == 0:
         session.execute(delete(CatalogChange).where(CatalogChange.version <= version - KEPT))
+
+
+def _listed(known: Iterable[Any], more: Iterable[Any]) -> str:
+    """The sorted union as a JSON list."""
+    return json.dumps(sorted({*known, *more}))
 
 
 class VersionReader:

@@ -4,6 +4,7 @@ process's change, and a connection the database dropped is replaced (SQLite and 
 import pytest
 from sqlalchemy import text
 
+from lookalike.catalog.products import ProductChange
 from lookalike.catalog.repository import Catalog, NewItem
 
 
@@ -19,6 +20,25 @@ def test_the_version_moves_with_another_connections_change(database_url):
     assert ours.attributes.version() == 3  # filters read the same version
     ours.close()
     theirs.close()
+
+
+def test_one_transaction_is_one_version_that_names_everything_it_changed(database_url):
+    catalog = Catalog(database_url)
+    catalog.products.apply([ProductChange("SKU-1", "dress", {"price": 1}, ["http://x/1.jpg"],
+                                          [NewItem("/p1.jpg", "p1", "dress", sku="SKU-1")])], "m")
+    before = catalog.version()
+    shown = catalog.products.item_ids(["SKU-1"])
+    added = catalog.products.apply([  # new images replace the old ones: items deleted, added, attributes written
+        ProductChange("SKU-1", "dress", {"price": 2}, ["http://x/2.jpg"],
+                      [NewItem("/p2.jpg", "p2", "dress", sku="SKU-1")], replaced=shown),
+        ProductChange("SKU-2", "coat", {"price": 3}, [])], "m")
+    assert catalog.version() == before + 1
+    changed = catalog.changes_between(before, before + 1)
+    assert changed is not None
+    assert changed.items == {*shown, *added["SKU-1"]} and changed.skus == {"SKU-1", "SKU-2"}
+    catalog.products.delete(["SKU-1", "SKU-2"])
+    assert catalog.version() == before + 2
+    catalog.close()
 
 
 def test_a_connection_the_server_closed_is_replaced(postgres):
