@@ -17,6 +17,7 @@ from lookalike.config import Settings
 
 from apiserver import TOKEN
 
+FRAMING = {"content-length", "transfer-encoding", "connection", "host"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -28,4 +29,6 @@ schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).ope
 @settings(max_examples=25, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, live_url):
+    if case.headers:  # the client frames the request: a fuzzed length is refused by uvicorn (400) before the app
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() not in FRAMING}
     case.call_and_validate(base_url=live_url, headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS, timeout=60)
