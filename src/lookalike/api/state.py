@@ -56,10 +56,12 @@ class AppState:
         confidence = load_or_calibrate(engine, settings.index_dir / "confidence.json")
         lock = WriteLock(settings.home / "write.lock")
         batchers: list[MicroBatcher] = []
+        embed_inputs = one_thread_embedding(engine) if settings.query_batching else engine.embed_inputs
+        size = engine.extractor.preprocessing.input_size
+        embed_inputs(np.zeros((1, 3, size, size), np.float32))  # builds the head's session now, not in a search
         if settings.query_batching:
             runners = max(1, (os.cpu_count() or 1) // settings.workers)
-            embed = MicroBatcher.of(one_thread_embedding(engine), settings.batch_size, runners,
-                                    BATCH_SIZE.labels("embed").observe)
+            embed = MicroBatcher.of(embed_inputs, settings.batch_size, runners, BATCH_SIZE.labels("embed").observe)
             search: MicroBatcher[tuple[np.ndarray, np.ndarray]] = MicroBatcher(
                 lambda queries, key: engine.store.search(queries, *cast(tuple[int, str | None], key)),
                 settings.batch_size, runners, BATCH_SIZE.labels("index").observe)
