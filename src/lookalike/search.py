@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,20 @@ class SearchHit:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Candidate(NamedTuple):
+    """An index candidate with its catalog record, before ranking."""
+
+    similarity: float
+    record: ItemRecord
+
+
+class ColourRanking(NamedTuple):
+    """Where colour ranked a query's candidates: each one's score less its colour penalty, and its colour match."""
+
+    score: np.ndarray
+    match: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -159,7 +173,8 @@ class SearchService:
                  exclude: set[int] | None, dedupe_threshold: float | None, palettes: np.ndarray | None,
                  by_product: bool) -> list[SearchResult]:
         """The index's candidates as ranked results: records, colours, products, duplicates (see
-        :meth:`search_vectors`)."""
+        :meth:`search_vectors`). Each step orders positions in the query's candidates; only the k results are
+        made into hits."""
         self.view.refresh()
         # per query, its first candidates not excluded: enough for ``fetch`` hits though DELETE_SLACK of them be gone
         candidates = [[(score, item) for score, item in zip(row_scores.tolist(), row_ids.tolist(), strict=True)
@@ -170,32 +185,35 @@ class SearchService:
         colours = self._palettes(list(records.values())) if by_colour or dedupe_threshold is not None else {}
         responses = []
         for row, row_candidates in enumerate(candidates):
-            hits: list[SearchHit] = []
-            for score, item in row_candidates:
-                record = records.get(item)
-                if record is None or len(hits) == fetch:
-                    continue
-                similarity = round(float(score), 6)
-                hits.append(SearchHit(record.id, len(hits) + 1, similarity, similarity, record.category, record.path,
-                                      record.item_id, record.metadata, sku=record.sku))
+            found = [Candidate(round(score, 6), records[item]) for score, item in row_candidates
+                     if item in records][:fetch]
+            order, colour = list(range(len(found))), None
             if by_colour:
-                hits = self._by_colour(hits, colours, palettes[row])  # type: ignore[index]
+                order, colour = self._by_colour(found, colours, palettes[row])  # type: ignore[index]
             if by_product:
-                hits = _best_per_product(hits)
+                order = _best_per_product(order, found)
             if dedupe_threshold is not None:
-                hits = self._distinct(hits, records, colours, dedupe_threshold, k)
-            responses.append(SearchResult(self._with_products(hits[:k]), 0.0, vectors[row],
-                                          palettes[row] if palettes is not None else None))
+                order = self._distinct(order, found, colours, dedupe_threshold, k)
+            responses.append(SearchResult(self._hits([found[i] for i in order[:k]], order[:k], colour), 0.0,
+                                          vectors[row], palettes[row] if palettes is not None else None))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [replace(r, took_ms=took_ms) for r in responses]
 
-    def _with_products(self, hits: list[SearchHit]) -> list[SearchHit]:
-        """The hits with their products' attributes (one query, only when a hit shows a product)."""
-        skus = {h.sku for h in hits if h.sku}
-        if not skus:
-            return hits
-        products = self.view.product_attributes(skus)
-        return [replace(h, product=products.get(h.sku)) if h.sku else h for h in hits]
+    def _hits(self, chosen: list[Candidate], positions: list[int], colour: ColourRanking | None) -> list[SearchHit]:
+        """The chosen candidates as ranked hits, with their products' attributes and, where colour ranked them, the
+        score it left them and their colour match (``positions``: theirs among the candidates)."""
+        skus = {c.record.sku for c in chosen if c.record.sku}
+        products = self.view.product_attributes(skus) if skus else {}
+        hits = []
+        for rank, (candidate, position) in enumerate(zip(chosen, positions, strict=True), 1):
+            record = candidate.record
+            score, match = candidate.similarity, None
+            if colour is not None:
+                score, match = round(float(colour.score[position]), 6), round(float(colour.match[position]), 4)
+            hits.append(SearchHit(record.id, rank, score, candidate.similarity, record.category, record.path,
+                                  record.item_id, record.metadata, match, record.sku,
+                                  products.get(record.sku) if record.sku else None))
+        return hits
 
     def _palettes(self, records: list[ItemRecord]) -> dict[int, np.ndarray]:
         """The palettes of the items' images by item id (zeros for an image that can no longer be read)."""
@@ -209,36 +227,35 @@ class SearchService:
         none = np.zeros(PALETTE_BINS, np.float32)
         return {r.id: known.get(r.content_hash, none) for r in records}
 
-    def _by_colour(self, hits: list[SearchHit], colours: dict[int, np.ndarray], query: np.ndarray) -> list[SearchHit]:
-        """The hits re-ranked by colour when enough of them are in colour; else as they are. Each category keeps the
-        ranks its items hold, and its items are re-ordered among them by score less the colour penalty: colour
-        ranks a red dress above a blue one, but never a red shoe above either."""
-        if not hits:
-            return hits
-        item_palettes = np.stack([colours[h.id] for h in hits])
+    def _by_colour(self, found: list[Candidate], colours: dict[int, np.ndarray], query: np.ndarray,
+                   ) -> tuple[list[int], ColourRanking | None]:
+        """The candidates' order once colour ranks them, when enough of them are in colour (else as they are, and
+        no ranking). Each category keeps the ranks its items hold, and its items are re-ordered among them by score
+        less the colour penalty: colour ranks a red dress above a blue one, but never a red shoe above either."""
+        if not found:
+            return [], None
+        item_palettes = np.stack([colours[c.record.id] for c in found])
         if float(np.mean(colourfulness(item_palettes) >= IN_COLOUR)) < COLOUR_CATALOG:
-            return hits
+            return list(range(len(found))), None
         match = np.clip(item_palettes @ query, 0.0, 1.0)
-        scores = np.array([h.score for h in hits])
-        fused, order = scores.copy(), np.arange(len(hits))
-        categories = np.array([h.category or "" for h in hits])
+        scores = np.array([c.similarity for c in found])
+        fused, order = scores.copy(), np.arange(len(found))
+        categories = np.array([c.record.category or "" for c in found])
         for category in np.unique(categories):
             slots = np.flatnonzero(categories == category)
             fused[slots] -= self.colour_weight * float(np.ptp(scores[slots])) * colour_mismatch(match[slots])
             order[slots] = slots[np.argsort(-fused[slots], kind="stable")]
-        return [replace(hits[i], rank=rank, score=round(float(fused[i]), 6), colour_match=round(float(match[i]), 4))
-                for rank, i in enumerate(order.tolist(), 1)]
+        return order.tolist(), ColourRanking(fused, match)
 
-    def _distinct(self, hits: list[SearchHit], records: dict[int, ItemRecord], colours: dict[int, np.ndarray],
-                  threshold: float, k: int) -> list[SearchHit]:
-        """The best ``k`` hits of which no two are duplicates (``threshold``-alike and of the same colours),
-        re-ranked."""
-        kept, vectors = readable_item_vectors(self.engine.featurizer, self.engine.head, [records[h.id] for h in hits])
-        by_id = {h.id: h for h in hits}
-        kept_hits = [by_id[r.id] for r in kept]
+    def _distinct(self, order: list[int], found: list[Candidate], colours: dict[int, np.ndarray], threshold: float,
+                  k: int) -> list[int]:
+        """The best ``k`` of the candidates in ``order`` of which no two are duplicates (``threshold``-alike and of
+        the same colours)."""
+        engine = self.engine
+        kept, vectors = readable_item_vectors(engine.featurizer, engine.head, [found[i].record for i in order])
+        position_of = {found[i].record.id: i for i in order}
         palettes = np.stack([colours[r.id] for r in kept]) if kept else np.zeros((0, PALETTE_BINS), np.float32)
-        chosen = [kept_hits[i] for i in collapse(vectors, threshold, k, palettes)]
-        return [replace(h, rank=rank) for rank, h in enumerate(chosen, 1)]
+        return [position_of[kept[j].id] for j in collapse(vectors, threshold, k, palettes)]
 
     def item_palettes(self, ids: Sequence[int]) -> np.ndarray:
         """The palettes of catalog items, in order; NotFoundError names unknown ones."""
@@ -290,16 +307,17 @@ class SearchService:
         return normalize(vectors.mean(axis=0, keepdims=True)), normalize(palettes.mean(axis=0, keepdims=True))
 
 
-def _best_per_product(hits: list[SearchHit]) -> list[SearchHit]:
-    """Each product's first (best) hit, re-ranked; hits of no product are kept."""
+def _best_per_product(order: list[int], found: list[Candidate]) -> list[int]:
+    """Each product's first (best) candidate in ``order``; candidates of no product are kept."""
     seen: set[str] = set()
     kept = []
-    for hit in hits:
-        if hit.sku is None or hit.sku not in seen:
-            kept.append(hit)
-            if hit.sku is not None:
-                seen.add(hit.sku)
-    return [replace(h, rank=rank) for rank, h in enumerate(kept, 1)]
+    for position in order:
+        sku = found[position].record.sku
+        if sku is None or sku not in seen:
+            kept.append(position)
+            if sku is not None:
+                seen.add(sku)
+    return kept
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
