@@ -3,6 +3,9 @@
     git worktree add /tmp/base <commit>
     python benchmarks/serving_versus.py --home ~/.lookalike --baseline-src /tmp/base/src --rounds 2
 
+``--baseline-home`` gives the baseline a home of its own: the same catalog indexed with the model as the baseline's
+code runs it (a copy of the home, reindexed), when the two versions compute embeddings differently.
+
 For each round, each version in turn (baseline first): a `lookalike serve --workers N` whose code comes from that
 ``src`` (``PYTHONPATH``), then
 - sequential searches (one worker): latency and the server's CPU per search;
@@ -59,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--baseline-src", required=True, help="the other checkout's src directory")
+    parser.add_argument("--baseline-home", type=Path, help="the baseline's own home (default: --home)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--clients", type=int, default=32, help="0: sequential searches only")
@@ -72,12 +76,13 @@ def main() -> None:
     requests = bodies(500, 5)
     rounds = []
     for round_number in range(args.rounds):
-        versions = [("baseline", args.baseline_src, SERVE), ("current", CURRENT, SERVE)]
+        versions = [("baseline", args.baseline_src, args.baseline_home or args.home, SERVE),
+                    ("current", CURRENT, args.home, SERVE)]
         if args.floor:
-            versions.append(("floor", CURRENT, FLOOR))
-        rounds.append({name: one_version(src, args.home, requests, args.sequential, args.clients, args.seconds,
+            versions.append(("floor", CURRENT, args.home, FLOOR))
+        rounds.append({name: one_version(src, home, requests, args.sequential, args.clients, args.seconds,
                                          args.rate, args.workers, seed=round_number, program=program)
-                       for name, src, program in versions})
+                       for name, src, home, program in versions})
         print(json.dumps(rounds[-1], indent=2), flush=True)
     write_results(args.out, rounds=rounds)
 

@@ -1,4 +1,5 @@
 import random
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -39,3 +40,15 @@ def test_photo_like_set_is_written_once_with_a_manifest(tmp_path):
     assert len(rows) == 4 and all(r.path.is_file() and r.category for r in rows)
     mtime = manifest.stat().st_mtime
     assert write_photo_like_set(entries, tmp_path / "photo", n=4) == manifest and manifest.stat().st_mtime == mtime
+
+
+def test_a_photo_like_set_of_a_moved_home_is_made_again_from_the_files_now_there(tmp_path):
+    """Each row names its original by path (exact-item queries find their item by it): a set copied along with
+    its gallery to another folder, as a restored backup is, must name the copies, not the old files."""
+    write_catalog(tmp_path / "old" / "src", per_category=2)
+    write_photo_like_set(open_source(tmp_path / "old" / "src"), tmp_path / "old" / "photo", n=4)
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    entries = open_source(tmp_path / "new" / "src")
+    manifest = write_photo_like_set(entries, tmp_path / "new" / "photo", n=4)
+    sources = {str(row.metadata["source"]) for row in open_source(manifest)}
+    assert len(sources) == 4 and sources <= {str(e.path) for e in entries}

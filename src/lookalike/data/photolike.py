@@ -92,12 +92,14 @@ def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int | str =
     """Render photo-like variants of (a seeded sample of) ``entries`` as JPEGs + ``manifest.csv``; idempotent.
 
     For category queries pass entries that are not in the gallery (e.g. the test split); for exact-item queries
-    gallery entries with a seed no training view uses (training views are seeded ``train-<seed>-<n>``).
+    gallery entries with a seed no training view uses (training views are seeded ``train-<seed>-<n>``). A set made
+    before is reused only if it was made from these very files: each row's ``source`` names its original by path,
+    which a home moved or restored elsewhere no longer matches (exact-item queries would then find nothing).
     """
     manifest = out_dir / "manifest.csv"
-    if manifest.is_file():
-        return manifest
     sample = random.Random(seed).sample(list(entries), min(n, len(entries)))
+    if manifest.is_file() and _sources(manifest) == [str(entry.path) for entry in sample]:
+        return manifest
     rows = []
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     for i, entry in enumerate(sample):
@@ -110,3 +112,11 @@ def write_photo_like_set(entries: list, out_dir: Path, n: int, seed: int | str =
     with atomic_path(manifest) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return manifest
+
+
+def _sources(manifest: Path) -> list[str]:
+    """The ``source`` column of a photo-like set's manifest ([] for one that cannot be read)."""
+    try:
+        return pd.read_csv(manifest, usecols=["source"], dtype=str, keep_default_na=False)["source"].tolist()
+    except (ValueError, OSError, pd.errors.ParserError):
+        return []

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,47 @@ def test_mlp_head_computes_the_affine_relu_chain_and_a_row_does_not_depend_on_it
     assert out.shape == (7, 8) and np.allclose(out, expected, atol=1e-5)
     assert np.allclose(head(x[3:4]), out[3:4], atol=1e-6)
     assert head(x[:0]).shape == (0, 8)
+
+
+def large_head(weight_bits: int) -> EmbeddingHead:
+    """A head shaped like a trained one (a first layer of 2**20 weights, ReLU, a small projection), seeded."""
+    rng = np.random.default_rng(3)
+    weights = [rng.standard_normal((1024, 1024)).astype(np.float32) / 32, rng.standard_normal((1024, 32)) / 32]
+    biases = [rng.standard_normal(1024).astype(np.float32) / 8, np.zeros(32, np.float32)]
+    return EmbeddingHead("mlp", 1024, "bb@1", weights, biases, threads=1, weight_bits=weight_bits)
+
+
+def test_a_large_layer_runs_with_8_bit_weights_close_to_float32():
+    exact, compact = large_head(32), large_head(8)
+    assert compact.quantized_layers == [0] and exact.quantized_layers == []
+    x = np.abs(features(400, 1024, seed=4))
+    reference, out = exact(x), compact(x)
+    similarity = (reference * out).sum(axis=1)
+    assert similarity.min() > 0.9999 and not np.array_equal(reference, out)  # quantized, and hardly moved
+    assert ((out @ reference.T).argmax(axis=1) == np.arange(400)).all()  # every row still finds its own
+    assert np.allclose(compact(x[3:4]), out[3:4], atol=1e-6)  # a row does not depend on its batch
+
+
+def test_the_checksum_says_whether_weights_run_in_8_bits_and_a_saved_head_keeps_it(tmp_path):
+    assert large_head(8).checksum != large_head(32).checksum
+    small = fit_pca_head(features(), "bb@1", 16)  # too small to quantize: the same whatever the setting
+    assert small.quantized_layers == [] and small.checksum == EmbeddingHead(
+        "pca", 64, "bb@1", small.weights, small.biases, weight_bits=32).checksum
+    for head in (large_head(8), large_head(32)):
+        head.save(tmp_path / "head.npz")
+        loaded = EmbeddingHead.load(tmp_path / "head.npz")
+        assert loaded.weight_bits == head.weight_bits and loaded.checksum == head.checksum
+
+
+def test_a_head_saved_before_8_bit_weights_loads_as_float32_with_its_old_checksum(tmp_path):
+    head = large_head(32)
+    meta = {"kind": head.kind, "in_dim": head.in_dim, "backbone": head.backbone, "info": {}, "layers": 2}
+    np.savez(tmp_path / "old.npz", meta=np.array(json.dumps(meta)), w0=head.weights[0],
+             w1=head.weights[1], b0=head.biases[0], b1=head.biases[1])
+    loaded = EmbeddingHead.load(tmp_path / "old.npz")
+    assert loaded.weight_bits == 32 and loaded.checksum == head.checksum
+
+
+def test_weight_bits_are_8_or_32():
+    with pytest.raises(ValueError, match="weight_bits"):
+        large_head(4)
