@@ -97,9 +97,14 @@ class EmbeddingHead:
             return np.zeros((0, self.dim), np.float32)
         return l2_normalize(self._session.run(None, {"x": x})[0])
 
+    def onnx_model(self) -> bytes:
+        """The serialized ONNX model this head runs (input "x": normalized features; output: the layers' result,
+        before the final normalization)."""
+        return _affine_relu_graph(self.weights, self.biases, self.quantized_layers)
+
     @cached_property
     def _session(self) -> ort.InferenceSession:
-        return cpu_session(_affine_relu_graph(self.weights, self.biases, self.quantized_layers), self.threads)
+        return cpu_session(self.onnx_model(), self.threads)
 
     def check_backbone(self, fingerprint: str) -> None:
         if self.backbone != fingerprint:
