@@ -81,18 +81,19 @@ def test_mlp_head_computes_the_affine_relu_chain_and_a_row_does_not_depend_on_it
     assert head(x[:0]).shape == (0, 8)
 
 
-def large_head(weight_bits: int) -> EmbeddingHead:
-    """A head shaped like a trained one (a first layer of 2**20 weights, ReLU, a small projection), seeded."""
+def large_head(weight_bits: int, in_dim: int = 1024) -> EmbeddingHead:
+    """A head shaped like a trained one (a first layer of at least 2**20 weights, ReLU, a small projection)."""
     rng = np.random.default_rng(3)
-    weights = [rng.standard_normal((1024, 1024)).astype(np.float32) / 32, rng.standard_normal((1024, 32)) / 32]
+    weights = [rng.standard_normal((in_dim, 1024)).astype(np.float32) / 32, rng.standard_normal((1024, 32)) / 32]
     biases = [rng.standard_normal(1024).astype(np.float32) / 8, np.zeros(32, np.float32)]
-    return EmbeddingHead("mlp", 1024, "bb@1", weights, biases, threads=1, weight_bits=weight_bits)
+    return EmbeddingHead("mlp", in_dim, "bb@1", weights, biases, threads=1, weight_bits=weight_bits)
 
 
-def test_a_large_layer_runs_with_8_bit_weights_close_to_float32():
-    exact, compact = large_head(32), large_head(8)
+@pytest.mark.parametrize("in_dim", [1024, 1100])  # whole blocks of 128, and a last block padded
+def test_a_large_layer_runs_with_8_bit_weights_close_to_float32(in_dim):
+    exact, compact = large_head(32, in_dim), large_head(8, in_dim)
     assert compact.quantized_layers == [0] and exact.quantized_layers == []
-    x = np.abs(features(400, 1024, seed=4))
+    x = np.abs(features(400, in_dim, seed=4))
     reference, out = exact(x), compact(x)
     similarity = (reference * out).sum(axis=1)
     assert similarity.min() > 0.9999 and not np.array_equal(reference, out)  # quantized, and hardly moved
