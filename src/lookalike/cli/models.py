@@ -46,6 +46,9 @@ def train(
     fine_tune_blocks: Annotated[int, typer.Option(
         help="Also train the backbone's last N blocks (multi-scale EfficientNet-Lite backbones). Slow on a CPU; "
              "the catalog is embedded again afterwards.")] = 0,
+    weight_bits: Annotated[int, typer.Option(
+        help="8: the head's large first layer runs with 8-bit weights (a third of its CPU, the same accuracy: "
+             "BENCHMARKS.md); 32: all float32.")] = 8,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = True,
     reindex_after: Annotated[bool, typer.Option("--reindex/--no-reindex",
                                                 help="Rebuild the index with the new head.")] = True,
@@ -60,7 +63,9 @@ def train(
 
     if method not in ("triplet", "pca"):
         raise fail("--method is triplet or pca")
-    config = TrainConfig(dim=dim, seed=seed, device=device, fine_tune_blocks=fine_tune_blocks)
+    if weight_bits not in (8, 32):
+        raise fail("--weight-bits is 8 or 32")
+    config = TrainConfig(dim=dim, seed=seed, device=device, fine_tune_blocks=fine_tune_blocks, weight_bits=weight_bits)
     if fine_tune_blocks and method != "triplet":
         raise fail("--fine-tune-blocks needs --method triplet")
     if miner:

@@ -49,7 +49,8 @@ def train_active_head(settings: Settings, entries: Sequence[CatalogEntry], metho
         data = collect_features(featurizer, list(entries), track)
     path = head_path(settings.heads_dir, extractor.name)
     if method == "pca":
-        head = fit_pca_head(data.features, extractor.fingerprint, config.dim)
+        head = dataclasses.replace(fit_pca_head(data.features, extractor.fingerprint, config.dim),
+                                   weight_bits=config.weight_bits)
     else:
         if augment:
             with reporter.stage("photo-like views") as track:

@@ -62,6 +62,7 @@ class TrainConfig:
     fine_tune_blocks: int = 0  # > 0: train_head is given those last backbone blocks to train too (finetune.py)
     tail_lr: float = 1e-3  # their learning rate (1e-3 beat 1e-4 for the last stage on Fashion-MNIST, BENCHMARKS.md)
     bf16: bool | None = None  # bfloat16 autocast while training; None: where it is fast (see bf16_is_fast)
+    weight_bits: int = 8  # the trained head's EmbeddingHead.weight_bits: 8, its large first layer in 8-bit weights
 
 
 @dataclass
@@ -119,7 +120,7 @@ class HeadNet(nn.Module):
         x = self.fc2(self.drop(torch.relu(self.bn(self.fc1(standardized)))))
         return nn.functional.normalize(x.float(), dim=1)  # float32 even under autocast
 
-    def to_head(self, backbone: str, info: dict) -> EmbeddingHead:
+    def to_head(self, backbone: str, info: dict, weight_bits: int = 8) -> EmbeddingHead:
         running_mean = cast(torch.Tensor, self.bn.running_mean).double()
         running_var = cast(torch.Tensor, self.bn.running_var).double()
         with torch.no_grad():
@@ -131,7 +132,7 @@ class HeadNet(nn.Module):
             return EmbeddingHead(
                 "triplet", self.fc1.in_features, backbone,
                 [weight.T.float().cpu().numpy(), self.fc2.weight.T.cpu().numpy()],
-                [bias.float().cpu().numpy(), self.fc2.bias.cpu().numpy()], info,
+                [bias.float().cpu().numpy(), self.fc2.bias.cpu().numpy()], info, weight_bits=weight_bits,
             )
 
 
@@ -287,7 +288,7 @@ def train_head(
     steps_per_epoch = max(len(train_rows), batches.batch_size) // batches.batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], pct_start=0.1,
                                                     total_steps=max(20, config.max_epochs * steps_per_epoch))
-    result = TrainResult(head=net.to_head(backbone, {}))
+    result = TrainResult(head=net.to_head(backbone, {}, config.weight_bits))
     best_state = _snapshot(models)
     bad_epochs, start_epoch = 0, 0
     config_key = json.dumps(asdict(config), sort_keys=True)
@@ -361,7 +362,7 @@ def train_head(
             "val_precision_at_1": result.best_val_precision_at_1,
             "val_instance_recall_at_10": result.best_val_instance_recall_at_10,
             "seconds": round(result.seconds, 1), "stopped": result.stopped}
-    result.head = net.to_head(backbone, info)
+    result.head = net.to_head(backbone, info, config.weight_bits)
     return result
 
 

@@ -109,3 +109,9 @@ def test_float32_and_bfloat16_training_both_learn_with_a_small_validation_galler
     result = train_head(x, y, "bb", config(bf16=bf16, val_gallery=40))
     assert result.best_val_precision_at_1 >= 0.7  # chance is 0.25; 40 gallery rows make it a noisy figure
     assert np.allclose(np.linalg.norm(result.head(x), axis=1), 1, atol=1e-5)
+
+
+def test_the_trained_head_runs_its_weights_as_configured():
+    x, y = clusters()
+    assert train_head(x, y, "bb", config(max_epochs=1)).head.weight_bits == 8
+    assert train_head(x, y, "bb", config(max_epochs=1, weight_bits=32)).head.weight_bits == 32
