@@ -194,18 +194,19 @@ class SearchService:
                 order = _best_per_product(order, found)
             if dedupe_threshold is not None:
                 order = self._distinct(order, found, colours, dedupe_threshold, k)
-            responses.append(SearchResult(self._hits([found[i] for i in order[:k]], order[:k], colour), 0.0,
-                                          vectors[row], palettes[row] if palettes is not None else None))
+            responses.append(SearchResult(self._hits(found, order[:k], colour), 0.0, vectors[row],
+                                          palettes[row] if palettes is not None else None))
         took_ms = (time.perf_counter() - started) * 1000 / max(len(vectors), 1)
         return [replace(r, took_ms=took_ms) for r in responses]
 
-    def _hits(self, chosen: list[Candidate], positions: list[int], colour: ColourRanking | None) -> list[SearchHit]:
-        """The chosen candidates as ranked hits, with their products' attributes and, where colour ranked them, the
-        score it left them and their colour match (``positions``: theirs among the candidates)."""
-        skus = {c.record.sku for c in chosen if c.record.sku}
+    def _hits(self, found: list[Candidate], chosen: list[int], colour: ColourRanking | None) -> list[SearchHit]:
+        """The ``chosen`` candidates (positions in ``found``, best first) as ranked hits, with their products'
+        attributes and, where colour ranked them, the score it left them and their colour match."""
+        skus = {sku for position in chosen if (sku := found[position].record.sku)}
         products = self.view.product_attributes(skus) if skus else {}
         hits = []
-        for rank, (candidate, position) in enumerate(zip(chosen, positions, strict=True), 1):
+        for rank, position in enumerate(chosen, 1):
+            candidate = found[position]
             record = candidate.record
             score, match = candidate.similarity, None
             if colour is not None:
