@@ -4,10 +4,14 @@ Retry-After while another client's searches go on; writes have their own limit; 
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from lookalike.api.admission import TokenBuckets
 from lookalike.api.main import create_app
 
 from apiserver import TOKEN, ingested
@@ -83,3 +87,24 @@ def test_metrics_are_for_the_local_machine_unless_opened(home):
     with TestClient(create_app(home.model_copy(update={"metrics_public": True})), client=("10.0.0.9", 5000)) as c:
         answer = c.get("/metrics")
         assert answer.status_code == 200 and "lookalike_http_requests_total" in answer.text
+
+
+def _open_buckets_at(path: str, start: float) -> str | None:
+    while time.time() < start:
+        pass
+    try:
+        TokenBuckets(path).take("client", 1.0, 5)
+    except Exception as exc:  # noqa: BLE001 - the test reports it
+        return repr(exc)
+    return None
+
+
+def test_server_workers_starting_together_all_open_the_shared_buckets(tmp_path):
+    """Workers open the rate limits' new SQLite file at the same moment: SQLite refused the switch to WAL with
+    "database is locked" (no busy wait) in about half of such starts, and the worker, then the server, exited."""
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        for trial in range(8):
+            start = time.time() + 0.1
+            failures = [f for f in pool.starmap(_open_buckets_at, [(str(tmp_path / f"limits-{trial}.db"), start)] * 4)
+                        if f]
+            assert failures == [], failures

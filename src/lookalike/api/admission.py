@@ -34,6 +34,7 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING tokens, granted
 """
 _FORGET = "DELETE FROM buckets WHERE at < ?"
+OPEN_TIMEOUT_S = 5.0  # how long opening the shared buckets waits for other processes
 SWEEP_EVERY = 10_000  # takes between removals of buckets idle long enough to be full again
 SEARCH_PATHS = ("/api/search", "/api/recommendations")  # and /api/items/{id}/similar
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -44,8 +45,8 @@ class TokenBuckets:
 
     def __init__(self, path: str | None = None) -> None:
         self._connection = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False,
-                                           timeout=5.0)
-        self._connection.execute("PRAGMA journal_mode=WAL")
+                                           timeout=OPEN_TIMEOUT_S)
+        _write_ahead_log(self._connection)
         self._connection.execute("PRAGMA synchronous=OFF")
         self._connection.execute("CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, "
                                  "at REAL NOT NULL, granted INTEGER NOT NULL)")
@@ -66,6 +67,20 @@ class TokenBuckets:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def _write_ahead_log(connection: sqlite3.Connection) -> None:
+    """Switch the database to WAL. While another process opens the same new file (server workers start together),
+    SQLite answers "database is locked" at once rather than waiting its busy timeout: tried again until then."""
+    deadline = time.monotonic() + OPEN_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @dataclass(frozen=True)
