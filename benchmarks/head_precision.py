@@ -33,7 +33,7 @@ from lookalike.data.photolike import write_photo_like_set
 from lookalike.data.sources import open_source
 from lookalike.embedding.head import EmbeddingHead, l2_normalize
 from lookalike.embedding.labelled import collect_features
-from lookalike.evaluation.metrics import knn
+from lookalike.evaluation.metrics import exact_item_ranks, knn
 from lookalike.evaluation.run import item_labels, relevance_labels, write_exact_item_sets
 from lookalike.inference import cpu_session
 
@@ -50,17 +50,6 @@ def dynamic_int8(head: EmbeddingHead) -> Embed:
         quantize_dynamic(source, target, per_channel=True, weight_type=QuantType.QInt8)
         session = cpu_session(str(target), 1)
     return lambda x: l2_normalize(session.run(None, {"x": l2_normalize(x)})[0])
-
-
-def ranks(queries: np.ndarray, query_items: np.ndarray, gallery: np.ndarray, gallery_items: np.ndarray) -> np.ndarray:
-    """Each exact-item query's rank of its item (as ``exact_item_metrics``)."""
-    out = []
-    for start in range(0, len(queries), 256):
-        scores = queries[start : start + 256] @ gallery.T
-        relevant = gallery_items[None, :] == query_items[start : start + 256, None]
-        best = np.where(relevant, scores, -np.inf).max(axis=1)
-        out.append(1 + (scores > best[:, None]).sum(axis=1))
-    return np.concatenate(out)
 
 
 def cpu_per_call(embed: Embed, dim: int) -> dict[str, float]:
@@ -117,7 +106,7 @@ def main() -> None:
             row[f"{protocol} precision@1"] = round(float(hits[f"{protocol} top-1 category"].mean()), 4)
         for style, views in exact.items():
             items, g_items = item_labels(views.entries, images.entries)
-            rank = ranks(embed(views.features), items, g, g_items)
+            rank, _ = exact_item_ranks(embed(views.features), items, g, g_items)
             for k in (1, 5, 10):
                 hits[f"{style} item within {k}"] = rank <= k
                 row[f"{style} recall@{k}"] = round(float((rank <= k).mean()), 4)

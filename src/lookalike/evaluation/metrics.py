@@ -153,21 +153,28 @@ def exact_item_metrics(query_embeddings: np.ndarray, query_items: np.ndarray, ga
     item label equals the query's), the median and mean rank of its best row (1 = first; ties count in the
     item's favour), and the mean score spread, top-1 minus top-``SPREAD_K`` score (how much a result list's
     scores tell its results apart)."""
-    q_items, g_items = np.asarray(query_items), np.asarray(gallery_items)
-    ranks, spreads = [], []
-    for start in range(0, len(q_items), chunk):
-        scores = query_embeddings[start : start + chunk] @ gallery_embeddings.T
-        relevant = g_items[None, :] == q_items[start : start + chunk, None]
-        best = np.where(relevant, scores, -np.inf).max(axis=1)
-        ranks.append(1 + (scores > best[:, None]).sum(axis=1))  # a query without its item gets rank len + 1
-        k = min(SPREAD_K, scores.shape[1])
-        top = -np.partition(-scores, k - 1, axis=1)[:, :k]
-        spreads.append(top.max(axis=1) - top.min(axis=1))
-    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    spread = np.concatenate(spreads) if spreads else np.zeros(0)
+    rank, spread = exact_item_ranks(query_embeddings, query_items, gallery_embeddings, gallery_items, chunk)
     out = {f"recall@{k}": float((rank <= k).mean()) if len(rank) else 0.0 for k in EXACT_KS}
     out["median rank"] = float(np.median(rank)) if len(rank) else 0.0
     out["mean rank"] = float(rank.mean()) if len(rank) else 0.0
     out[f"score spread@{SPREAD_K}"] = float(spread.mean()) if len(spread) else 0.0
     out["queries"] = float(len(rank))
     return out
+
+
+def exact_item_ranks(query_embeddings: np.ndarray, query_items: np.ndarray, gallery_embeddings: np.ndarray,
+                     gallery_items: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per exact-item query (see :func:`exact_item_metrics`): the rank of its item's best row (a query without its
+    item gets the gallery's size + 1), and its score spread, top-1 minus top-``SPREAD_K``."""
+    q_items, g_items = np.asarray(query_items), np.asarray(gallery_items)
+    ranks, spreads = [], []
+    for start in range(0, len(q_items), chunk):
+        scores = query_embeddings[start : start + chunk] @ gallery_embeddings.T
+        relevant = g_items[None, :] == q_items[start : start + chunk, None]
+        best = np.where(relevant, scores, -np.inf).max(axis=1)
+        ranks.append(1 + (scores > best[:, None]).sum(axis=1))
+        k = min(SPREAD_K, scores.shape[1])
+        top = -np.partition(-scores, k - 1, axis=1)[:, :k]
+        spreads.append(top.max(axis=1) - top.min(axis=1))
+    return (np.concatenate(ranks) if ranks else np.zeros(0, np.int64),
+            np.concatenate(spreads) if spreads else np.zeros(0))
