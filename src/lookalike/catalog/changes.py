@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, bindparam, delete, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
+from lookalike.beacon import Beacon, Watched
 from lookalike.catalog.models import CatalogChange, CatalogState
 
 KEPT = 10_000  # change rows kept; a process further behind than that forgets everything it read
@@ -53,19 +54,34 @@ def _listed(known: Iterable[Any], more: Iterable[Any]) -> str:
     return json.dumps(sorted({*known, *more}))
 
 
+def signal_commits(sessions: sessionmaker[Session], beacon: Beacon) -> None:
+    """Signal ``beacon`` after each commit of these sessions that changed the catalog (see :func:`bump`)."""
+
+    def committed(session: Session) -> None:
+        if session.info.pop(_LOGGED, None) is not None:
+            beacon.signal()
+
+    event.listen(sessions, "after_commit", committed)
+
+
 class VersionReader:
     """Reads the catalog's version, as every search does first: one statement through the driver, on a database
     connection held for it, under a lock (a pooled connection and SQLAlchemy's execution cost about ten times the
-    CPU: BENCHMARKS.md); thread-safe."""
+    CPU: BENCHMARKS.md); thread-safe. With a ``beacon`` that every writer signals (:func:`signal_commits`), the
+    statement runs only when it moved, or ``beacon.RECHECK_S`` passed."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, beacon: Beacon | None = None) -> None:
         self._engine = engine
         self._sql = str(select(CatalogState.version).where(CatalogState.id == 1)
                         .compile(engine, compile_kwargs={"literal_binds": True}))
         self._lock = threading.Lock()
         self._connection: Any = None
+        self._watched = Watched(self._ask, beacon)
 
     def __call__(self) -> int:
+        return self._watched()
+
+    def _ask(self) -> int:
         with self._lock:
             held = self._connection is not None
             try:

@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeEngine
 
+from lookalike.beacon import Beacon
 from lookalike.catalog.attributes import AttributeRepository, add_attributes, forget_attributes, write_attributes
-from lookalike.catalog.changes import Changed, VersionReader, bump, changes_between
+from lookalike.catalog.changes import Changed, VersionReader, bump, changes_between, signal_commits
 from lookalike.catalog.jobs import JobRepository
 from lookalike.catalog.models import (
     Base,
@@ -107,6 +108,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_beacon(engine: Engine) -> Beacon | None:
+    """The change beacon beside a SQLite database file (``catalog.db.changes``), whose writers are all processes on
+    this machine; None for other databases (a server on another machine may change them: every search asks)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Beacon(Path(database).expanduser().with_name(Path(database).name + ".changes"))
+
+
 class Catalog:
     """The metadata database: any SQLAlchemy URL, SQLite by default."""
 
@@ -120,7 +130,10 @@ class Catalog:
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._version = VersionReader(self.engine)
+        self._beacon = _sqlite_beacon(self.engine)
+        if self._beacon is not None:
+            signal_commits(self._sessions, self._beacon)
+        self._version = VersionReader(self.engine, self._beacon)
         self.attributes = AttributeRepository(self._sessions, self._version)
         if not indexed:
             self.attributes.fill()  # a database made before attributes were indexed (or a new one: nothing to do)
@@ -142,6 +155,8 @@ class Catalog:
 
     def close(self) -> None:
         self._version.close()
+        if self._beacon is not None:
+            self._beacon.close()
         self.engine.dispose()
 
     # --- items --------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ A search reads the records of a few dozen candidates; from the database that cos
 (``catalog_state.version``, bumped in the transaction of every change of items or products, by any process). When
 it moved, the view reads the change log (``catalog.changes``) and forgets the items and products that changed, or
 everything when the log cannot say. So every server worker sees every change by the next search, for one small
-query, and a catalog that changes all the time (a feed's prices, stock) is still read from memory.
+query (none while nothing changed, on SQLite: ``lookalike.beacon``), and a catalog that changes all the time (a
+feed's prices, stock) is still read from memory.
 
 A record read from the database is remembered only if no refresh came in between: one read just before a change
 committed, and remembered after the refresh that forgot the item, would stay old.

@@ -20,6 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from lookalike.beacon import Watched
 from lookalike.errors import IndexCorruptError, ModelMismatchError
 from lookalike.index.base import (
     FORMAT_VERSION,
@@ -45,6 +46,7 @@ from lookalike.index.faiss_compat import numpy_method
 from lookalike.index.snapshot import (
     REBUILD_HINT,
     current_generation,
+    pointer_beacon,
     pointer_stamp,
     read_current,
     write_generation,
@@ -77,6 +79,8 @@ class FaissStore:
         self._positions: np.ndarray | None = None  # the inner index's position -> id (IndexIDMap2.id_map)
         self._position_of: np.ndarray | None = None  # id -> the inner index's position (-1: none)
         self._stamp: str | None = None  # the saved generation this store holds (see refresh)
+        self._beacon = pointer_beacon(directory)
+        self._saved_stamp = Watched(lambda: pointer_stamp(directory), self._beacon)  # what refresh compares with
         self.dirty = False
 
     # --- building -----------------------------------------------------------------------------
@@ -347,7 +351,7 @@ class FaissStore:
     def refresh(self) -> bool:
         """Reload when another process (a server worker, `lookalike ingest`) saved a newer generation. A failed
         reload (say, the generation was replaced again while being read) keeps what is loaded, for the next call."""
-        stamp = pointer_stamp(self.directory)
+        stamp = self._saved_stamp()
         if stamp is None or stamp == self._stamp or self.dirty:
             return False
         with self._lock:
@@ -394,7 +398,8 @@ class FaissStore:
         return store
 
     def close(self) -> None:
-        """Nothing to release: the index lives in this process."""
+        """Unmaps the pointer's beacon; the index lives in this process."""
+        self._beacon.close()
 
     def describe(self) -> dict[str, object]:
         return {"type": self.key, "count": len(self), "dim": self.dim, "tombstones": len(self._tombstones),

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lookalike.beacon import Beacon
 from lookalike.errors import IndexCorruptError
 from lookalike.hashing import file_sha256
 from lookalike.io.files import fsync, write_atomically
 
 CURRENT = "CURRENT"
+BEACON = "CURRENT.changes"  # signalled after every swap of CURRENT (lookalike.beacon)
 MANIFEST = "manifest.json"
 KEEP_PREVIOUS = 1
 POINTER = re.compile(r"(gen-\d{6,})(?: ([0-9a-f]{64}))?")  # the checksum is absent in indexes saved before it
@@ -50,6 +52,7 @@ def write_generation(root: Path, writers: dict[str, Callable[[Path], None]], man
     final = root / name
     os.replace(tmp, final)
     write_atomically(root / CURRENT, f"{name} {hashlib.sha256(manifest_bytes).hexdigest()}")
+    pointer_beacon(root).signal()
     generations = sorted(p for p in root.glob("gen-*") if p.is_dir() and p.name != name)
     for old in generations[: max(0, len(generations) - KEEP_PREVIOUS)]:
         shutil.rmtree(old, ignore_errors=True)
@@ -63,6 +66,11 @@ def pointer_stamp(root: Path) -> str | None:
         return (root / CURRENT).read_bytes().decode("ascii", "replace")
     except OSError:
         return None
+
+
+def pointer_beacon(root: Path) -> Beacon:
+    """The beacon of ``root``'s pointer: readers of :func:`pointer_stamp` need not read it while the beacon stays."""
+    return Beacon(root / BEACON)
 
 
 def current_generation(root: Path) -> Path | None:

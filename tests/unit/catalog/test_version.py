@@ -1,9 +1,14 @@
 """The catalog's version as every search reads it first (``catalog.changes.VersionReader``): it moves with another
 process's change, and a connection the database dropped is replaced (SQLite and PostgreSQL)."""
 
+import subprocess
+import sys
+import time
+
 import pytest
 from sqlalchemy import text
 
+from lookalike import beacon
 from lookalike.catalog.products import ProductChange
 from lookalike.catalog.repository import Catalog, NewItem
 
@@ -56,12 +61,40 @@ def test_a_connection_the_server_closed_is_replaced(postgres):
     catalog.close()
 
 
-def test_a_database_that_is_gone_is_an_error_not_a_stale_version(tmp_path):
+def test_a_database_that_is_gone_is_an_error_not_a_stale_version(tmp_path, monkeypatch):
+    monkeypatch.setattr(beacon, "RECHECK_S", 0.05)
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     assert catalog.version() == 0
     catalog.engine.dispose()
     with catalog.engine.begin() as connection:
         connection.execute(text("DROP TABLE catalog_state"))
+    time.sleep(0.1)  # dropped behind Lookalike's back (no beacon signal): seen within RECHECK_S
     with pytest.raises(Exception, match="catalog_state"):
         catalog.version()
+    catalog.close()
+
+
+def test_a_sqlite_catalog_asks_its_database_only_when_a_writer_signalled(tmp_path):
+    """Searches read the version from the beacon's memory while no writer signalled; a change by another process,
+    through Lookalike, moves it at once."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    ours = Catalog(url)
+    assert ours.version() == 0
+    with ours.engine.begin() as connection:  # behind Lookalike's back: no signal, so not asked for yet
+        connection.execute(text("UPDATE catalog_state SET version = 41 WHERE id = 1"))
+        connection.execute(text("INSERT INTO catalog_state (id, version) SELECT 1, 41 WHERE NOT EXISTS "
+                                "(SELECT 1 FROM catalog_state)"))
+    assert ours.version() == 0
+    subprocess.run([sys.executable, "-c", "import sys; from lookalike.catalog.repository import Catalog, NewItem; "
+                    "Catalog(sys.argv[1]).add_items([NewItem('/a.png', 'h1', 'shirt')], 'm')", url], check=True)
+    assert ours.version() == 42  # the other process's commit signalled: read again, its change and the hidden one
+    ours.close()
+
+
+def test_other_databases_are_asked_every_time(postgres):
+    catalog = Catalog(postgres.new_database())
+    assert catalog.version() == 0
+    with catalog.engine.begin() as connection:
+        connection.execute(text("INSERT INTO catalog_state (id, version) VALUES (1, 7)"))
+    assert catalog.version() == 7  # another machine's server may have changed it: no beacon to trust
     catalog.close()

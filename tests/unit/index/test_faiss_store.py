@@ -1,10 +1,12 @@
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lookalike import beacon
 from lookalike.errors import IndexCorruptError, ModelMismatchError
-from lookalike.index import snapshot
+from lookalike.index import faiss_store, snapshot
 from lookalike.index.base import IndexManifest, VectorStore
 from lookalike.index.faiss_store import FaissStore
 
@@ -185,6 +187,35 @@ def test_refresh_picks_up_what_another_process_saved(tmp_path):
     assert 3 not in reader.ids() and len(reader) == len(writer)
     assert reader.category_counts() == writer.category_counts()
     assert not reader.refresh()
+
+
+def test_refresh_reads_the_pointer_only_when_a_save_signalled(tmp_path, monkeypatch):
+    """A search's refresh costs no file read while nothing was saved (the pointer's beacon, lookalike.beacon); a
+    pointer swapped behind Lookalike's back is still seen within RECHECK_S."""
+    monkeypatch.setattr(beacon, "RECHECK_S", 0.2)
+    writer, data = filled(tmp_path / "idx")
+    writer.save()
+    reads = []
+    monkeypatch.setattr(faiss_store, "pointer_stamp", lambda root: reads.append(root) or snapshot.pointer_stamp(root))
+    reader = FaissStore.load(tmp_path / "idx", MANIFEST)
+    reads.clear()
+    for _ in range(50):
+        assert not reader.refresh()
+    assert len(reads) == 1
+    writer.add(np.array([500]), data[:1] * -1, ["new"])
+    writer.save()
+    assert reader.refresh() and 500 in reader.ids()
+    pointer = tmp_path / "idx" / snapshot.CURRENT
+    before = pointer.read_bytes()
+    writer.add(np.array([501]), data[:1], ["new"])
+    writer.save()
+    after = pointer.read_bytes()
+    pointer.write_bytes(before)  # back to the generation the reader holds, by hand
+    assert not reader.refresh()
+    pointer.write_bytes(after)  # forward again, by hand: no signal
+    assert not reader.refresh() and 501 not in reader.ids()
+    time.sleep(0.25)
+    assert reader.refresh() and 501 in reader.ids()
 
 
 def test_refresh_never_discards_unsaved_changes_or_a_good_index(tmp_path):
