@@ -175,7 +175,9 @@ def test_workers_still_starting_stop_when_the_parent_is_killed(settings, catalog
     server = subprocess.Popen([sys.executable, "-m", "lookalike.cli", "serve", "--port", "0", "--workers", "2"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while len(workers := children_of(server.pid)) < 3:  # two workers and the resource tracker, none ready yet
+    # two workers inside Lookalike's start-up (loading NumPy and the models), none ready yet; a child killed before
+    # multiprocessing handed it its task (a few ms after its spawn) would print CPython's own EOFError instead
+    while len(loading(workers := children_of(server.pid))) < 2:
         assert server.poll() is None and time.monotonic() < deadline, "the workers were never started"
         time.sleep(0.05)
     kill_and_wait_for_children(server, workers)
@@ -194,6 +196,18 @@ def kill_and_wait_for_children(server: subprocess.Popen[bytes], children: set[in
 
 def children_of(pid: int) -> set[int]:
     return set(map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()))
+
+
+def loading(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that have mapped NumPy: past multiprocessing's hand-over, into the worker's own start-up."""
+    found = set()
+    for pid in pids:
+        try:
+            if "numpy" in Path(f"/proc/{pid}/maps").read_text():
+                found.add(pid)
+        except OSError:
+            pass
+    return found
 
 
 def process_state(pid: int) -> str:
