@@ -123,10 +123,12 @@ class Featurizer:
             except ImageDecodeError as exc:
                 return _Prepared(item, error=str(exc))
 
-        in_flight = self.batch_size * (self.streams + 1) + self.workers
+        # A computed batch may wait for the caller (its catalog writes, say) while every stream computes another.
+        batches_in_flight = self.streams + 1
+        in_flight = self.batch_size * (batches_in_flight + 1) + self.workers
         prepared = iter(bounded_map(load, items, self.workers, in_flight))
         batches = iter(lambda: list(islice(prepared, self.batch_size)), [])
-        for batch, computed in bounded_map(self._compute, batches, self.streams, in_flight=self.streams):
+        for batch, computed in bounded_map(self._compute, batches, self.streams, in_flight=batches_in_flight):
             yield self._assemble(batch, computed)
         if self.cache is not None:
             self.cache.flush()

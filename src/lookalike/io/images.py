@@ -146,11 +146,11 @@ def decode_pixels(
 ) -> np.ndarray:
     """The pixels :func:`decode_image` gives for ``source``, as an ``(H, W, 3)`` uint8 array; same errors.
 
-    A plain JPEG (YCbCr or RGB, no EXIF/XMP orientation other than 1, both sides at least 16 pixels) decoded with
-    ``draft_size`` skips Pillow's decoder: libjpeg-turbo (through ``simplejpeg``) decodes it at the very DCT scale
-    Pillow's draft would pick (the ``decode_image`` docstring), with the same integer IDCT and fancy upsampling, so the
-    pixels are the same (``tests/unit/io/test_images.py`` compares them) and come straight into a numpy array, without
-    Pillow's line-by-line copies. Everything else, and whatever that decoder refuses (it also stops at libjpeg's
+    A plain JPEG (YCbCr or RGB, upright, one picture, both sides at least 16 pixels) decoded with ``draft_size`` skips
+    Pillow: libjpeg-turbo (through ``simplejpeg``) reads its header and decodes it at the very DCT scale Pillow's draft
+    would pick (the ``decode_image`` docstring), with the same integer IDCT and fancy upsampling, so the pixels are the
+    same (``tests/unit/io/test_decode_pixels.py`` compares them) and come straight into a numpy array, without Pillow's
+    line-by-line copies. Everything else, and whatever that decoder refuses (it also stops at libjpeg's
     warnings), goes through :func:`decode_image`, which gives the verdict.
     """
     if draft_size is not None and simplejpeg is not None:
@@ -171,19 +171,24 @@ def decode_pixels(
 
 
 _FAST_JPEG_MIN_SIDE: Final[int] = 16  # below that, another DCT scale could give the same output size
+_SOS, _APP1, _APP2 = 0xDA, 0xE1, 0xE2  # JPEG markers: start of scan, EXIF or XMP, ICC profile or MPF index
 
 
 def _decode_plain_jpeg(data: bytes, *, max_pixels: int, draft_size: int) -> np.ndarray | None:
     """``data`` decoded by libjpeg-turbo at Pillow's draft scale, or None when it is not a plain JPEG (or anything
-    fails): then :func:`decode_image` decides."""
+    fails): then :func:`decode_image` decides.
+
+    Plain: three colour components (Pillow's ``RGB`` mode), both sides at least 16 pixels, within ``max_pixels``,
+    upright (see :func:`_upright_single_picture`). libjpeg-turbo reads the header rather than Pillow, whose parser
+    costs a tenth of the decode (BENCHMARKS.md).
+    """
+    if not _upright_single_picture(data):
+        return None
     try:
-        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
-            width, height = img.size
-            if (type(img) is not JpegImagePlugin.JpegImageFile or img.mode != "RGB"
-                    or min(width, height) < _FAST_JPEG_MIN_SIDE or width * height > max_pixels
-                    or img.getexif().get(ExifTags.Base.Orientation, 1) != 1):
-                return None
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except Exception:  # noqa: BLE001 - decode_image reports it
+        return None
+    if colorspace not in ("YCbCr", "RGB") or min(width, height) < _FAST_JPEG_MIN_SIDE or width * height > max_pixels:
         return None
     # Pillow's draft: the largest s in {8, 4, 2, 1} with s <= min(W // size, H // size), output ceil(W / s) x ...
     fits = min(width // draft_size, height // draft_size)
@@ -194,6 +199,40 @@ def _decode_plain_jpeg(data: bytes, *, max_pixels: int, draft_size: int) -> np.n
     except Exception:  # noqa: BLE001 - e.g. a libjpeg warning (strict mode); Pillow may still accept the file
         return None
     return pixels if pixels.shape == (out_h, out_w, 3) else None
+
+
+def _upright_single_picture(data: bytes) -> bool:
+    """Whether the JPEG's segments before its image data are well formed, turn nothing (no EXIF orientation other
+    than 1, no orientation in XMP) and hold no multi-picture index (which Pillow opens as MPO)."""
+    position = 2  # after the start-of-image marker
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+            continue
+        if marker == _SOS:
+            return True
+        end = position + 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        payload = data[position + 4 : end]
+        if (marker == _APP1 and not _upright(payload)) or (marker == _APP2 and payload.startswith(b"MPF\x00")):
+            return False
+        position = end
+    return False
+
+
+def _upright(app1: bytes) -> bool:
+    """Whether an APP1 segment leaves the picture as stored: EXIF whose orientation is 1 or absent (read by Pillow),
+    or anything else that does not mention an orientation (XMP may, as ``tiff:Orientation``)."""
+    if not app1.startswith(b"Exif\x00\x00"):
+        return b"Orientation" not in app1
+    exif = Image.Exif()
+    try:
+        exif.load(app1)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: decode_image's path ignores it, slowly
+        return False
+    return exif.get(ExifTags.Base.Orientation, 1) == 1
 
 
 def _open_failure(path: Path, exc: OSError) -> ImageDecodeError:

@@ -1,5 +1,6 @@
 """Featurizer: a catalog's batches through the backbone several at once give what one at a time gives."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,26 @@ def test_cache_hits_and_misses_mix_in_concurrent_batches(
     assert len(items) == len(expected) and failed == [tmp_path / "broken.jpg"]
     assert decoded == len([p for p in paths[1::2] if p.name != "broken.jpg"])
     np.testing.assert_allclose(features, expected, rtol=2e-3, atol=2e-3)  # the cache keeps float16
+
+
+def test_every_stream_keeps_computing_while_the_caller_holds_a_batch(
+        extractor: FeatureExtractor, catalog_dir: Path, tmp_path: Path) -> None:
+    class Counting(Featurizer):
+        computed = 0
+
+        def _compute(self, batch):  # type: ignore[no-untyped-def]
+            result = super()._compute(batch)
+            type(self).computed += 1
+            return result
+
+    featurizer = Counting(extractor, batch_size=2, workers=2, streams=2)
+    paths = _catalog(catalog_dir, tmp_path)
+    batches = featurizer.iter_batches(paths, lambda p: p)
+    next(batches)  # the caller now writes this batch to the catalog, slowly
+    deadline = time.monotonic() + 10
+    while Counting.computed < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert Counting.computed == 3  # the batch held, and one more for each stream
+    time.sleep(0.2)
+    assert Counting.computed == 3  # and no more than that in memory
+    assert len(list(batches)) == (len(paths) + 1) // 2 - 1  # the rest, all of them

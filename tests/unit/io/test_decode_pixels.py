@@ -102,3 +102,40 @@ def test_prepare_gives_the_same_tensor_for_an_image_and_its_pixels(extractor):
     np.testing.assert_array_equal(extractor.prepare(np.asarray(image)), extractor.prepare(image))
     with pytest.raises(ValueError, match="uint8"):
         extractor.prepare(np.zeros((10, 10, 3), np.float32))
+
+
+def test_upright_exif_keeps_the_fast_path():
+    exif = Image.Exif()
+    exif[0x0112] = 1  # as stored
+    exif[0x010F] = "Camera maker"
+    data = jpeg(photo(600, 800), exif=exif.tobytes(), icc_profile=b"\0" * 200)
+    fast = _decode_plain_jpeg(data, max_pixels=10**8, draft_size=112)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, reference(data, 112))
+
+
+def test_xmp_orientation_is_turned_like_decode_image():
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    data = jpeg(photo(600, 400), xmp=xmp)
+    assert _decode_plain_jpeg(data, max_pixels=10**8, draft_size=112) is None
+    pixels = decode_pixels(data, draft_size=112)
+    assert pixels.shape == (300, 200, 3)  # turned upright
+    np.testing.assert_array_equal(pixels, reference(data, 112))
+
+
+def test_multi_picture_and_cmyk_jpegs_go_through_pillow():
+    buffer = io.BytesIO()
+    photo(600, 800).save(buffer, format="MPO", save_all=True, append_images=[photo(600, 800, seed=1)])
+    mpo = buffer.getvalue()
+    cmyk = jpeg(photo(600, 800).convert("CMYK"))
+    for data in (mpo, cmyk):
+        assert _decode_plain_jpeg(data, max_pixels=10**8, draft_size=112) is None
+        np.testing.assert_array_equal(decode_pixels(data, draft_size=112), reference(data, 112))
+
+
+@pytest.mark.parametrize("exif", [b"Exif\0\0II*\0" + b"\xff" * 40, b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x01\x12",
+                                  b"Exif\0\0"])
+def test_unreadable_exif_decodes_like_decode_image(exif):
+    data = jpeg(photo(600, 800), exif=exif)
+    np.testing.assert_array_equal(decode_pixels(data, draft_size=112), reference(data, 112))
