@@ -101,7 +101,11 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                       "as ingest runs it):", "", "| " + " | ".join(profile) + " |",
                       "|" + "---:|" * len(profile), "| " + " | ".join(str(v) for v in profile.values()) + " |", "",
                       "Decoding shares the cores with the backbone, so ingest reaches at most backbone / all steps = "
-                      f"**{ingest['ceiling_vs_backbone']}x** the bare backbone on this machine.", ""]
+                      f"**{ingest['ceiling_vs_backbone']}x** the bare backbone on this machine (median of the rounds' "
+                      "profiles)" + (f"; ingest reached **{ingest['ingest_vs_ceiling']}x** of that ceiling, and the "
+                                     "thread that called it (catalog, index and cache writes) spent "
+                                     f"{ingest['cpu_ms_per_image_ingest_thread']} ms of CPU per image."
+                                     if "ingest_vs_ceiling" in ingest else "."), ""]
     latency = results.get("latency")
     if latency:
         meta = latency["_meta"]

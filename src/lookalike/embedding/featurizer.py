@@ -4,7 +4,8 @@ worker threads (overlapping with inference), run the backbone, fill the cache.
 A catalog's batches go through the backbone ``streams`` at a time (one per core by default), each on one
 ONNX Runtime thread: threads of one run wait for each other at every layer, and decoding threads take their
 cores away, while independent runs keep every core busy (faster than one run on all cores, more so for ingest, with
-decoding beside it: BENCHMARKS.md).
+decoding beside it: BENCHMARKS.md). One batch more than there are streams is in flight, so that the caller writing
+a finished batch to the catalog leaves no stream idle.
 
 Unreadable images are reported with their reason and skipped; they never stop a batch.
 """
