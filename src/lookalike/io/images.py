@@ -180,7 +180,7 @@ def _decode_plain_jpeg(data: bytes, *, max_pixels: int, draft_size: int) -> np.n
 
     Plain: three colour components (Pillow's ``RGB`` mode), both sides at least 16 pixels, within ``max_pixels``,
     upright (see :func:`_upright_single_picture`). libjpeg-turbo reads the header rather than Pillow, whose parser
-    costs a tenth of the decode (BENCHMARKS.md).
+    cost 3-8% of the decode (BENCHMARKS.md).
     """
     if not _upright_single_picture(data):
         return None

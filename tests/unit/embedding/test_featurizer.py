@@ -59,12 +59,12 @@ def test_cache_hits_and_misses_mix_in_concurrent_batches(
 
 def test_every_stream_keeps_computing_while_the_caller_holds_a_batch(
         extractor: FeatureExtractor, catalog_dir: Path, tmp_path: Path) -> None:
-    class Counting(Featurizer):
-        computed = 0
+    computed: list[int] = []  # list.append is atomic: the streams' threads append
 
+    class Counting(Featurizer):
         def _compute(self, batch):  # type: ignore[no-untyped-def]
             result = super()._compute(batch)
-            type(self).computed += 1
+            computed.append(len(batch))
             return result
 
     featurizer = Counting(extractor, batch_size=2, workers=2, streams=2)
@@ -72,9 +72,9 @@ def test_every_stream_keeps_computing_while_the_caller_holds_a_batch(
     batches = featurizer.iter_batches(paths, lambda p: p)
     next(batches)  # the caller now writes this batch to the catalog, slowly
     deadline = time.monotonic() + 10
-    while Counting.computed < 3 and time.monotonic() < deadline:
+    while len(computed) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert Counting.computed == 3  # the batch held, and one more for each stream
+    assert len(computed) == 3  # the batch held, and one more for each stream
     time.sleep(0.2)
-    assert Counting.computed == 3  # and no more than that in memory
+    assert len(computed) == 3  # and no more than that in memory
     assert len(list(batches)) == (len(paths) + 1) // 2 - 1  # the rest, all of them
