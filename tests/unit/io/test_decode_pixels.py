@@ -139,3 +139,24 @@ def test_multi_picture_and_cmyk_jpegs_go_through_pillow():
 def test_unreadable_exif_decodes_like_decode_image(exif):
     data = jpeg(photo(600, 800), exif=exif)
     np.testing.assert_array_equal(decode_pixels(data, draft_size=112), reference(data, 112))
+
+
+def _with_segment(data: bytes, marker: int, payload: bytes) -> bytes:
+    """``data`` with a segment inserted after its first one (JFIF's APP0)."""
+    after_app0 = 4 + int.from_bytes(data[4:6], "big")
+    segment = bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+    return data[:after_app0] + segment + data[after_app0:]
+
+
+@pytest.mark.parametrize("variant", ["restart markers", "comment", "optimized tables", "photoshop segment",
+                                     "fill byte"])
+def test_encoders_extras_keep_the_fast_path(variant):
+    image = photo(600, 800)
+    data = {"restart markers": lambda: jpeg(image, restart_marker_blocks=4),
+            "comment": lambda: jpeg(image, comment=b"made by a shop"),
+            "optimized tables": lambda: jpeg(image, optimize=True),
+            "photoshop segment": lambda: _with_segment(jpeg(image), 0xED, b"Photoshop 3.0\0" + b"8BIM" * 4),
+            "fill byte": lambda: jpeg(image)[:2] + b"\xff" + jpeg(image)[2:]}[variant]()
+    fast = _decode_plain_jpeg(data, max_pixels=10**8, draft_size=112)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, reference(data, 112))
