@@ -27,10 +27,16 @@ class Preprocessing:
     input_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    pad_color: tuple[int, int, int] = (255, 255, 255)
+    pad_color: tuple[int, int, int] | None = None  # None: the picture's own border colour (FeatureExtractor.prepare)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def identity(self) -> str:
+        """Everything that decides a picture's input tensor, for the model's fingerprint."""
+        pad = "border" if self.pad_color is None else ",".join(map(str, self.pad_color))
+        return f"{self.input_size}|{','.join(map(str, self.mean))}|{','.join(map(str, self.std))}|pad={pad}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
@@ -39,7 +45,8 @@ class Preprocessing:
                 input_size=int(data["input_size"]),
                 mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
                 std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
-                pad_color=tuple(int(v) for v in data.get("pad_color", (255, 255, 255))),  # type: ignore[arg-type]
+                pad_color=(None if data.get("pad_color") is None
+                           else tuple(int(v) for v in data["pad_color"])),  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BackboneError(f"invalid preprocessing description {data!r}: {exc}") from exc

@@ -87,13 +87,15 @@ def demo(
     examples: Annotated[int, typer.Option(help="Example result lists to print.")] = 3,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the dashboard afterwards.")] = True,
 ) -> None:
-    """The main job on Fashion-MNIST: import, train the head (or reuse it), ingest the 60,000 training images,
-    evaluate, search, then serve the dashboard at http://127.0.0.1:8000. A second run reuses everything."""
+    """The main job on Fashion-MNIST: import, train the head (or reuse it, if made for this backbone), ingest the
+    60,000 training images, evaluate, search, then serve the dashboard at http://127.0.0.1:8000. A second run reuses
+    everything."""
     import random
 
     from lookalike.bootstrap import head_path, load_extractor, open_current_engine
     from lookalike.data.fashion_mnist import find_data_dir, import_fashion_mnist
     from lookalike.data.sources import open_source
+    from lookalike.embedding.head import EmbeddingHead
     from lookalike.evaluation.report import latest_report
     from lookalike.ingest import ingest as run_ingest
     from lookalike.search import SearchService
@@ -110,7 +112,8 @@ def demo(
                 import_fashion_mnist(manifest.parent, source, progress=tracker(progress))
         gallery = open_source(manifest, split="train")
         extractor = load_extractor(settings)
-        if not head_path(settings.heads_dir, extractor.name).is_file():
+        head = head_path(settings.heads_dir, extractor.name)
+        if not head.is_file() or EmbeddingHead.load(head).backbone != extractor.fingerprint:  # none, or another model's
             train_active_head(settings, gallery, "triplet", TrainConfig(), Reporter(), reindex=False,
                               augment=TRAINING_VIEWS)
         with progress_bar("reindexing") as progress:

@@ -1,5 +1,6 @@
 """Backbones: registry, ONNX export that matches PyTorch, preprocessing, ResNet-50 loading, onnx:PATH."""
 
+import dataclasses
 import json
 import shutil
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from lookalike.backbone.models import ResNet50Trunk, efficientnet_lite_features
 from lookalike.backbone.registry import REGISTRY, get_spec
-from lookalike.backbone.runtime import load_backbone
+from lookalike.backbone.runtime import FeatureExtractor, load_backbone
 from lookalike.errors import BackboneError
 
 from imagegen import make_image
@@ -44,12 +45,28 @@ def test_multiscale_lite0_export_matches_pytorch(models_dir):
     assert np.allclose(backbone(batch), expected, atol=1e-4 * np.abs(expected).max())
 
 
-def test_prepare_pads_to_square_and_normalizes(extractor):
-    tall = Image.new("RGB", (50, 100), (0, 0, 0))
+def test_prepare_pads_to_square_with_the_pictures_border_colour_and_normalizes(extractor):
+    background = (20, 40, 60)
+    tall = Image.new("RGB", (50, 100), background)
+    tall.paste((230, 10, 10), (10, 30, 40, 70))  # a red garment on a dark blue background
     x = extractor.prepare(tall)
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
+    assert x[:, 112, 2] == pytest.approx((np.array(background) / 255 - 0.5) / 0.5, abs=1e-5)  # no white band
+    assert x[:, 112, 112] == pytest.approx((np.array([230, 10, 10]) / 255 - 0.5) / 0.5, abs=1e-5)
+    square = Image.new("RGB", (100, 100), background)  # the same photo taken square
+    square.paste(tall, (25, 0))
+    np.testing.assert_array_equal(extractor.prepare(square), x)
+    np.testing.assert_array_equal(extractor.prepare(np.asarray(tall)), x)
+
+
+def test_a_named_pad_colour_is_used_and_makes_another_model(extractor):
+    white = FeatureExtractor(extractor.onnx_path, extractor.name,
+                             dataclasses.replace(extractor.preprocessing, pad_color=(255, 255, 255)))
+    x = white.prepare(Image.new("RGB", (50, 100), (0, 0, 0)))
     assert x[:, 112, 2] == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)  # white padding -> +1 in [-1, 1]
     assert x[:, 112, 112] == pytest.approx([-1.0, -1.0, -1.0], abs=1e-5)  # black garment -> -1
+    assert white.fingerprint != extractor.fingerprint  # other inputs, other features: caches and heads tell them apart
+    assert white.fingerprint.startswith("efficientnet-lite0@")
 
 
 def test_export_is_reused_not_repeated(models_dir, extractor):
@@ -87,5 +104,8 @@ def test_external_onnx_backbone_with_sidecar(tmp_path, models_dir, extractor):
     external = load_backbone(f"onnx:{model}", tmp_path)
     batch = external.prepare(make_image("stripes", 2))[None]
     assert np.allclose(external(batch), extractor(batch), atol=1e-5)
+    assert external.preprocessing.pad_color is None  # the picture's border colour, unless the sidecar names one
+    (tmp_path / "mine.onnx.json").write_text(json.dumps({"input_size": 224, "pad_color": [128, 128, 128]}))
+    assert load_backbone(f"onnx:{model}", tmp_path).preprocessing.pad_color == (128, 128, 128)
     with pytest.raises(BackboneError, match="not found"):
         load_backbone(f"onnx:{tmp_path / 'nope.onnx'}", tmp_path)
