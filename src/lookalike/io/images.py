@@ -150,8 +150,8 @@ def decode_pixels(
     Pillow: libjpeg-turbo (through ``simplejpeg``) reads its header and decodes it at the very DCT scale Pillow's draft
     would pick (the ``decode_image`` docstring), with the same integer IDCT and fancy upsampling, so the pixels are the
     same (``tests/unit/io/test_decode_pixels.py`` compares them) and come straight into a numpy array, without Pillow's
-    line-by-line copies. Everything else, and whatever that decoder refuses (it also stops at libjpeg's
-    warnings), goes through :func:`decode_image`, which gives the verdict.
+    line-by-line copies. Everything else, and whatever that decoder refuses (it also stops at libjpeg's warnings),
+    goes through :func:`decode_image`, which gives the verdict.
     """
     if draft_size is not None and simplejpeg is not None:
         data: bytes | None = None
