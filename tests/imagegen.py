@@ -43,6 +43,11 @@ def make_image(category: str, seed: int, size: int = 96) -> Image.Image:
     return image
 
 
+def circles_or_stripes() -> Image.Image:
+    """Circles blended with stripes: a query between the two categories (each comes back among its 6 nearest)."""
+    return Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.3)
+
+
 PRODUCT_CATEGORIES = ("tees", "dresses", "trousers")
 _SILHOUETTES = {
     "tees": [(0.3, 0.15), (0.7, 0.15), (0.95, 0.35), (0.8, 0.45), (0.72, 0.38), (0.72, 0.9), (0.28, 0.9),

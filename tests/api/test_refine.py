@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
-
-from imagegen import make_image
+from imagegen import circles_or_stripes
 
 
 def ambiguous_jpeg() -> bytes:
-    """Circles blended with stripes: a query between two categories."""
-    blend = Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.4)
     buffer = io.BytesIO()
-    blend.save(buffer, format="JPEG", quality=90)
+    circles_or_stripes().save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 

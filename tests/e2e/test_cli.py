@@ -121,9 +121,9 @@ def test_evaluate_writes_a_report_with_baselines(lookalike, catalog_dir: Path, q
     folder = Path(result.stdout.split("report:")[1].split()[0]).parent
     report = _report(result)
     rows = report["rows"]
-    exact = report["exact_item"]  # five catalog items re-photographed twice, each searched for among all 18
+    exact = report["exact_item"]  # five catalog items re-photographed in 3 styles, each searched for among all 18
     assert list(exact) == [f"{model} / {style}" for model in ("identity head", "frozen backbone", "raw pixels")
-                           for style in ("mild", "strong")]
+                           for style in ("mild", "strong", "studio")]
     for figures in exact.values():
         assert figures["queries"] == 5 and 0 <= figures["recall@1"] <= figures["recall@5"] <= figures["recall@10"]
         assert 1 <= figures["median rank"] <= 19 and figures["score spread@10"] >= 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from playwright.sync_api import Page, Route, expect
 from test_dashboard import (  # noqa: F401  (fixtures: the server, the browser, a page, query images)
     browser,
@@ -20,7 +19,7 @@ from test_dashboard import (  # noqa: F401  (fixtures: the server, the browser, 
     wait_for_images,
 )
 
-from imagegen import make_image
+from imagegen import circles_or_stripes
 
 
 def record_bodies(on: Page, pattern: str) -> list[bytes]:
@@ -39,7 +38,7 @@ def record_bodies(on: Page, pattern: str) -> list[bytes]:
 def ambiguous(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Circles blended with stripes: a query between two categories."""
     path = tmp_path_factory.mktemp("ambiguous") / "circles-or-stripes.jpg"
-    Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.4).save(path, quality=90)
+    circles_or_stripes().save(path, quality=90)
     return path
 
 

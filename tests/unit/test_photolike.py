@@ -1,3 +1,4 @@
+import io
 import random
 import shutil
 
@@ -52,3 +53,14 @@ def test_a_photo_like_set_of_a_moved_home_is_made_again_from_the_files_now_there
     manifest = write_photo_like_set(entries, tmp_path / "new" / "photo", n=4)
     sources = {str(row.metadata["source"]) for row in open_source(manifest)}
     assert len(sources) == 4 and sources <= {str(e.path) for e in entries}
+
+
+def test_a_studio_rendering_is_a_portrait_frame_on_a_light_background():
+    from lookalike.data.photolike import STUDIO
+
+    for seed in range(10):
+        data = photo_like_bytes(fashion_mnist_like(), random.Random(seed), style=STUDIO)
+        image = Image.open(io.BytesIO(data))
+        assert image.size == (PHOTO_SIZE, round(PHOTO_SIZE * 4 / 3))
+        assert np.asarray(image.convert("L"))[2, 2] > 150  # a light studio background
+

@@ -20,6 +20,14 @@ SYMMETRIC = (0.5, 0.5, 0.5)  # maps [0, 1] to [-1, 1], what the EfficientNet-Lit
 ONNX_PREFIX = "onnx:"
 
 
+# How FeatureExtractor.prepare tells a picture's subject from its background (runtime.subject_box); part of the
+# preprocessing's identity, so features made with other values are never mixed with these
+SUBJECT_CONTRAST = 30  # largest channel difference (of 255) from the background from which a pixel is the subject's
+SUBJECT_LINE = 0.02  # share of a row's or column's pixels that makes it part of the subject
+MIN_SUBJECT = 0.03  # share of the picture below which no subject is told from the background: no crop
+SUBJECT_MARGIN = 0.04  # background kept on each side of the subject, a share of its longer side
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an RGB image becomes the backbone's input tensor; stored beside every exported model."""
@@ -28,6 +36,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     pad_color: tuple[int, int, int] | None = None  # None: the picture's own border colour (FeatureExtractor.prepare)
+    crop_to_subject: bool = True  # cut the background around the garment away first (FeatureExtractor.prepare)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,7 +45,9 @@ class Preprocessing:
     def identity(self) -> str:
         """Everything that decides a picture's input tensor, for the model's fingerprint."""
         pad = "border" if self.pad_color is None else ",".join(map(str, self.pad_color))
-        return f"{self.input_size}|{','.join(map(str, self.mean))}|{','.join(map(str, self.std))}|pad={pad}"
+        crop = (f"|crop={SUBJECT_CONTRAST},{SUBJECT_LINE},{MIN_SUBJECT},{SUBJECT_MARGIN}"
+                if self.crop_to_subject else "")
+        return f"{self.input_size}|{','.join(map(str, self.mean))}|{','.join(map(str, self.std))}|pad={pad}{crop}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
@@ -47,9 +58,16 @@ class Preprocessing:
                 std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
                 pad_color=(None if data.get("pad_color") is None
                            else tuple(int(v) for v in data["pad_color"])),  # type: ignore[arg-type]
+                crop_to_subject=_flag(data.get("crop_to_subject", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BackboneError(f"invalid preprocessing description {data!r}: {exc}") from exc
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

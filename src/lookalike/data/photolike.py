@@ -3,9 +3,11 @@
 Colour changes, light or dark backgrounds, lighting, scale, position, rotation, blur and JPEG compression,
 drawn from a seeded generator so a query set (and a training augmentation) is reproducible. A :class:`PhotoStyle`
 sets how far each goes: ``PHOTO`` (training views and the photo-like category queries), ``MILD`` (a
-dark-background catalog shot recoloured on a dark background, a steady hand, light blur and compression) and
+dark-background catalog shot recoloured on a dark background, a steady hand, light blur and compression),
 ``STRONG`` (recoloured on a light background, which inverts a Fashion-MNIST image's polarity, with the full range
-of pose, light, blur and compression). A catalog shot that is not mask-like keeps its own colours.
+of pose, light, blur and compression) and ``STUDIO`` (recoloured on a light background in a 3:4 frame, the garment
+at 75-95% of its width: a shopper's photo of a product, or a shop's own). A catalog shot that is not mask-like keeps
+its own colours.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class PhotoStyle:
     blur: float  # chance of a Gaussian blur
     blur_radius: tuple[float, float]
     quality: tuple[int, int]  # JPEG quality
+    aspect: float = 1.0  # the frame's height over its width (4 / 3: a portrait photo)
 
 
 PHOTO = PhotoStyle(0.8, 0.5, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
 MILD = PhotoStyle(1.0, 0.0, (0.8, 1.0), 8, (0.85, 1.15), 0.5, (0.3, 1.0), (50, 85))
 STRONG = PhotoStyle(1.0, 1.0, (0.6, 1.0), 20, (0.7, 1.3), 0.7, (0.3, 2.0), (30, 70))
-STYLES = {"photo": PHOTO, "mild": MILD, "strong": STRONG}
+STUDIO = PhotoStyle(1.0, 1.0, (0.75, 0.95), 5, (0.9, 1.1), 0.5, (0.3, 1.0), (70, 90), aspect=4 / 3)
+STYLES = {"photo": PHOTO, "mild": MILD, "strong": STRONG, "studio": STUDIO}
 
 
 def _colourize(gray: Image.Image, rng: random.Random, light_share: float) -> Image.Image:
@@ -54,7 +58,8 @@ def _colourize(gray: Image.Image, rng: random.Random, light_share: float) -> Ima
 
 def photo_like_bytes(image: Image.Image, rng: random.Random, size: int = PHOTO_SIZE,
                      style: PhotoStyle = PHOTO) -> bytes:
-    """One random photo-like rendering of ``image`` as JPEG bytes (``size`` x ``size``)."""
+    """One random photo-like rendering of ``image`` as JPEG bytes, ``size`` pixels wide (and ``style.aspect`` times
+    that high)."""
     gray = image.convert("L")
     looks_like_mask = np.asarray(gray).mean() < 110  # a dark-background catalog shot (e.g. Fashion-MNIST)
     recolour = looks_like_mask and rng.random() < style.recolour
@@ -65,9 +70,9 @@ def photo_like_bytes(image: Image.Image, rng: random.Random, size: int = PHOTO_S
     scale = rng.uniform(*style.scale)
     side = max(8, int(size * scale))
     picture = picture.resize((side, side), Image.Resampling.BICUBIC)
-    canvas = Image.new("RGB", (size, size), corner)  # type: ignore[arg-type]
-    slack = size - side
-    canvas.paste(picture, (rng.randint(0, slack), rng.randint(0, slack)))
+    height = round(size * style.aspect)
+    canvas = Image.new("RGB", (size, height), corner)  # type: ignore[arg-type]
+    canvas.paste(picture, (rng.randint(0, size - side), rng.randint(0, height - side)))
     # rotation, filling with the background
     turn = rng.uniform(-style.rotation, style.rotation)
     canvas = canvas.rotate(turn, resample=Image.Resampling.BILINEAR, fillcolor=corner)

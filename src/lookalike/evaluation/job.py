@@ -28,7 +28,7 @@ def evaluate_active_model(settings: Settings, query_source: Path, gallery_source
                           gallery_split: str | None, progress: Progress, *, baselines: bool = False,
                           photo_like: int = 0, limit: int | None = None, exact_items: int = 0) -> EvaluationReport:
     """Measure the active model; ``photo_like``: also query with N photo-like renderings of the queries;
-    ``exact_items``: also re-photograph N gallery items (two strengths) and look for the very item."""
+    ``exact_items``: also re-photograph N gallery items (three styles) and look for the very item."""
     query_entries = open_source(query_source, split=query_split)
     gallery_entries = open_source(gallery_source, split=gallery_split)
     if limit:

@@ -120,7 +120,7 @@ def evaluate(
 
 
 def write_exact_item_sets(gallery: Sequence[CatalogEntry], folder: Path, n: int,
-                          styles: Sequence[str] = ("mild", "strong"), seed: int = 0) -> dict[str, Path]:
+                          styles: Sequence[str] = ("mild", "strong", "studio"), seed: int = 0) -> dict[str, Path]:
     """Manifests of ``n`` seeded gallery items re-photographed in each style (``exact-<style>`` seeds: never a
     training view's), written once under ``folder``."""
     from lookalike.data.photolike import STYLES, write_photo_like_set

@@ -1,4 +1,4 @@
-"""Backbones: registry, ONNX export that matches PyTorch, preprocessing, ResNet-50 loading, onnx:PATH."""
+"""Backbones: registry, ONNX export that matches PyTorch, preprocessing (crop, pad), ResNet-50 loading, onnx:PATH."""
 
 import dataclasses
 import json
@@ -10,11 +10,16 @@ import torch
 from PIL import Image
 
 from lookalike.backbone.models import ResNet50Trunk, efficientnet_lite_features
-from lookalike.backbone.registry import REGISTRY, get_spec
-from lookalike.backbone.runtime import FeatureExtractor, load_backbone
+from lookalike.backbone.registry import REGISTRY, SUBJECT_MARGIN, get_spec
+from lookalike.backbone.runtime import (
+    FeatureExtractor,
+    border_colour,
+    load_backbone,
+    subject_box,
+)
 from lookalike.errors import BackboneError
 
-from imagegen import make_image
+from imagegen import make_image, make_product
 
 
 def test_registry_names_and_preprocessing():
@@ -47,14 +52,14 @@ def test_multiscale_lite0_export_matches_pytorch(models_dir):
 
 def test_prepare_pads_to_square_with_the_pictures_border_colour_and_normalizes(extractor):
     background = (20, 40, 60)
-    tall = Image.new("RGB", (50, 100), background)
-    tall.paste((230, 10, 10), (10, 30, 40, 70))  # a red garment on a dark blue background
+    tall = Image.new("RGB", (40, 80), background)
+    tall.paste((230, 10, 10), (8, 24, 32, 56))  # a red garment on a dark blue background
     x = extractor.prepare(tall)
     assert x.shape == (3, 224, 224) and x.dtype == np.float32
     assert x[:, 112, 2] == pytest.approx((np.array(background) / 255 - 0.5) / 0.5, abs=1e-5)  # no white band
     assert x[:, 112, 112] == pytest.approx((np.array([230, 10, 10]) / 255 - 0.5) / 0.5, abs=1e-5)
-    square = Image.new("RGB", (100, 100), background)  # the same photo taken square
-    square.paste(tall, (25, 0))
+    square = Image.new("RGB", (80, 80), background)  # the same photo taken square
+    square.paste(tall, (20, 0))
     np.testing.assert_array_equal(extractor.prepare(square), x)
     np.testing.assert_array_equal(extractor.prepare(np.asarray(tall)), x)
 
@@ -109,3 +114,70 @@ def test_external_onnx_backbone_with_sidecar(tmp_path, models_dir, extractor):
     assert load_backbone(f"onnx:{model}", tmp_path).preprocessing.pad_color == (128, 128, 128)
     with pytest.raises(BackboneError, match="not found"):
         load_backbone(f"onnx:{tmp_path / 'nope.onnx'}", tmp_path)
+
+
+def studio_photo(garment: Image.Image, frame: tuple[int, int], scale: float, background=(236, 232, 228), seed=0,
+                 ) -> np.ndarray:
+    """``garment`` (on ``background``) photographed at ``scale`` of the frame's width, centred, with sensor noise."""
+    side = round(frame[0] * scale)
+    canvas = Image.new("RGB", frame, background)
+    canvas.paste(garment.resize((side, side), Image.Resampling.BICUBIC), ((frame[0] - side) // 2,
+                                                                          (frame[1] - side) // 2))
+    noise = np.random.default_rng(seed).normal(0, 4, (frame[1], frame[0], 1))
+    return np.clip(np.asarray(canvas, np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def test_the_subject_box_holds_the_garment_and_a_margin_and_nothing_else():
+    background = (236, 232, 228)
+    garment = Image.new("RGB", (100, 100), background)
+    garment.paste((40, 60, 150), (20, 10, 80, 90))  # a navy garment, 60 x 80, on the studio's background
+    pixels = studio_photo(garment, (480, 640), 0.5)  # the 100 px square at 240 px: the garment at 144 x 192
+    rows, columns = subject_box(pixels, border_colour(pixels))
+    garment_rows, garment_columns = (320 - 120 + 24, 320 - 120 + 216), (240 - 120 + 48, 240 - 120 + 192)
+    margin = round(SUBJECT_MARGIN * 192)
+    expected = (garment_rows[0] - margin, garment_rows[1] + margin, garment_columns[0] - margin,
+                garment_columns[1] + margin)
+    box = (rows.start, rows.stop, columns.start, columns.stop)
+    assert np.abs(np.subtract(box, expected)).max() <= 1  # the enlarged garment's edge blurs by a pixel
+
+
+def test_a_picture_without_a_subject_apart_from_its_background_keeps_its_frame():
+    rng = np.random.default_rng(3)
+    busy = rng.integers(0, 256, (120, 90, 3), np.uint8)  # a busy background differs from its median everywhere
+    plain = np.full((120, 90, 3), 200, np.uint8)
+    faint = plain.copy()
+    faint[30:90, 20:70] = 215  # a garment too close to its background's colour to tell apart
+    speck = plain.copy()
+    speck[5, 5] = 0  # one stray pixel is not a subject
+    for pixels in (busy, plain, faint, speck):
+        assert subject_box(pixels, border_colour(pixels)) == (slice(0, 120), slice(0, 90))
+
+
+def test_a_garment_photographed_from_further_away_gets_the_same_input(extractor):
+    garment = make_product("dresses", 4, 160)
+    near = extractor.prepare(studio_photo(garment, (480, 640), 0.95, seed=1))
+    far = extractor.prepare(studio_photo(garment, (480, 640), 0.55, seed=2))
+    square = extractor.prepare(studio_photo(garment, (600, 600), 0.7, seed=3))
+    uncropped = FeatureExtractor(extractor.onnx_path, extractor.name,
+                                 dataclasses.replace(extractor.preprocessing, crop_to_subject=False))
+    near_uncropped = uncropped.prepare(studio_photo(garment, (480, 640), 0.95, seed=1))
+    far_uncropped = uncropped.prepare(studio_photo(garment, (480, 640), 0.55, seed=2))
+
+    def cosine(a, b):
+        return float(np.dot(a.ravel(), b.ravel()) / np.linalg.norm(a) / np.linalg.norm(b))
+
+    assert cosine(near, far) > 0.97 and cosine(near, square) > 0.97
+    assert cosine(near_uncropped, far_uncropped) < 0.9  # uncropped, the frame sets the garment's size
+    assert uncropped.fingerprint != extractor.fingerprint
+
+
+def test_a_sidecar_may_turn_the_crop_off_and_must_say_so_plainly(tmp_path, models_dir):
+    model = tmp_path / "mine.onnx"
+    shutil.copy(models_dir / "efficientnet-lite0" / "backbone.onnx", model)
+    (tmp_path / "mine.onnx.json").write_text(json.dumps({"input_size": 224}))
+    assert load_backbone(f"onnx:{model}", tmp_path).preprocessing.crop_to_subject
+    (tmp_path / "mine.onnx.json").write_text(json.dumps({"input_size": 224, "crop_to_subject": False}))
+    assert not load_backbone(f"onnx:{model}", tmp_path).preprocessing.crop_to_subject
+    (tmp_path / "mine.onnx.json").write_text(json.dumps({"input_size": 224, "crop_to_subject": "no"}))
+    with pytest.raises(BackboneError, match="crop_to_subject|true or false"):
+        load_backbone(f"onnx:{model}", tmp_path)
