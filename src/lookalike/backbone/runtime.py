@@ -27,7 +27,6 @@ from lookalike.inference import cpu_session
 log = logging.getLogger(__name__)
 
 
-
 class FeatureExtractor:
     """Runs an exported backbone. ``prepare`` turns an RGB image into its input; ``__call__`` a batch into features.
 
