@@ -124,7 +124,7 @@ def evaluate(
     photo_like: Annotated[int, typer.Option(help="Also query with N photo-like renderings of the queries.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Use only the first N queries (seeded sample).")] = None,
     exact_items: Annotated[int, typer.Option(
-        help="Also re-photograph N gallery items (mild and strong) and measure how often the very item is found.")] = 0,
+        help="Also re-photograph N gallery items (mild, strong, studio): how often the very item is found.")] = 0,
 ) -> None:
     """Retrieval accuracy of the active model: queries against a gallery (default Fashion-MNIST test vs train).
 
