@@ -45,7 +45,7 @@ class Preprocessing:
     def identity(self) -> str:
         """Everything that decides a picture's input tensor, for the model's fingerprint."""
         pad = "border" if self.pad_color is None else ",".join(map(str, self.pad_color))
-        crop = (f"|crop={SUBJECT_CONTRAST},{SUBJECT_LINE},{MIN_SUBJECT},{SUBJECT_MARGIN}"
+        crop = (f"|crop={SUBJECT_CONTRAST},{SUBJECT_LINE},{MIN_SUBJECT},{SUBJECT_MARGIN},centred"
                 if self.crop_to_subject else "")
         return f"{self.input_size}|{','.join(map(str, self.mean))}|{','.join(map(str, self.std))}|pad={pad}{crop}"
 

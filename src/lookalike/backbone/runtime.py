@@ -112,8 +112,10 @@ def subject_box(pixels: np.ndarray, background: tuple[int, int, int]) -> tuple[s
     """The rows and columns of an (H, W, 3) picture that hold its subject: from the first to the last line (row or
     column) in which at least ``SUBJECT_LINE`` of the pixels differ from ``background`` by more than
     ``SUBJECT_CONTRAST`` in some channel, widened by ``SUBJECT_MARGIN``. The whole picture where the subject is under
-    ``MIN_SUBJECT`` of it: a picture of one colour, or a subject too close to its background's colour to tell.
-    A busy background differs from its median colour everywhere, so such a photo keeps its frame.
+    ``MIN_SUBJECT`` of it: a picture of one colour, or a subject too close to its background's colour to tell; and
+    where the box leaves out the picture's centre: a close-up whose garment covers most of the edges, so that the
+    "background" is the garment and the "subject" a patch of wall. A busy background differs from its median colour
+    everywhere, so such a photo keeps its frame too.
 
     Exact to the pixel (a box found on a coarser grid moved by a grid step between a photo and its JPEG copy, and
     their embeddings apart); each channel's test is a lookup table of its 256 values."""
@@ -131,6 +133,8 @@ def subject_box(pixels: np.ndarray, background: tuple[int, int, int]) -> tuple[s
     if len(rows) == 0 or len(columns) == 0:
         return whole
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+    if not (top <= height // 2 < bottom and left <= width // 2 < right):
+        return whole
     margin = round(SUBJECT_MARGIN * max(bottom - top, right - left))
     return (slice(max(0, top - margin), min(height, bottom + margin)),
             slice(max(0, left - margin), min(width, right + margin)))

@@ -149,7 +149,9 @@ def test_a_picture_without_a_subject_apart_from_its_background_keeps_its_frame()
     faint[30:90, 20:70] = 215  # a garment too close to its background's colour to tell apart
     speck = plain.copy()
     speck[5, 5] = 0  # one stray pixel is not a subject
-    for pixels in (busy, plain, faint, speck):
+    close_up = np.full((120, 90, 3), (40, 60, 150), np.uint8)  # a garment filling the frame but for a patch of wall
+    close_up[:30, :25] = (235, 230, 220)
+    for pixels in (busy, plain, faint, speck, close_up):
         assert subject_box(pixels, border_colour(pixels)) == (slice(0, 120), slice(0, 90))
 
 
