@@ -45,7 +45,7 @@ def make_image(category: str, seed: int, size: int = 96) -> Image.Image:
 
 def circles_or_stripes() -> Image.Image:
     """Circles blended with stripes: a query between the two categories (each comes back among its 6 nearest)."""
-    return Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.3)
+    return Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.35)
 
 
 PRODUCT_CATEGORIES = ("tees", "dresses", "trousers")
