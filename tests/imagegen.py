@@ -43,6 +43,17 @@ def make_image(category: str, seed: int, size: int = 96) -> Image.Image:
     return image
 
 
+def studio_photo(garment: Image.Image, frame: tuple[int, int], scale: float,
+                 background: tuple[int, int, int] = (236, 232, 228), seed: int = 0, noise: float = 4.0) -> np.ndarray:
+    """``garment`` (on ``background``) photographed at ``scale`` of the frame's width, centred, with sensor noise."""
+    side = round(frame[0] * scale)
+    canvas = Image.new("RGB", frame, background)
+    canvas.paste(garment.resize((side, side), Image.Resampling.BICUBIC), ((frame[0] - side) // 2,
+                                                                          (frame[1] - side) // 2))
+    grain = np.random.default_rng(seed).normal(0, noise, (frame[1], frame[0], 1))
+    return np.clip(np.asarray(canvas, np.float32) + grain, 0, 255).astype(np.uint8)
+
+
 def circles_or_stripes() -> Image.Image:
     """Circles blended with stripes: a query between the two categories (each comes back among its 6 nearest)."""
     return Image.blend(make_image("circles", 400), make_image("stripes", 400), 0.35)

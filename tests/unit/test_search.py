@@ -3,7 +3,6 @@
 import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -13,7 +12,7 @@ from lookalike.errors import EmptyCatalogError, ImageDecodeError, InvalidRequest
 from lookalike.ingest import ingest
 from lookalike.search import SearchService
 
-from imagegen import PRODUCT_CATEGORIES, make_product
+from imagegen import PRODUCT_CATEGORIES, make_product, studio_photo
 
 
 @pytest.fixture
@@ -84,12 +83,9 @@ def test_a_garment_photographed_with_much_background_finds_its_own_catalog_shot(
               if f"{category}-{seed}.png" not in set().union(*product_catalog[1])]  # no planted copies
     queries = []
     for number, (category, seed) in enumerate(wanted):
-        frame = Image.new("RGB", (480, 640), (245, 245, 245))
-        frame.paste(make_product(category, seed, 320).resize((192, 192), Image.Resampling.BICUBIC), (144, 224))
-        noise = np.random.default_rng(number).normal(0, 3, (640, 480, 1))
-        photo = Image.fromarray(np.clip(np.asarray(frame, np.float32) + noise, 0, 255).astype(np.uint8))
+        photo = studio_photo(make_product(category, seed, 320), (480, 640), 0.4, (245, 245, 245), number, noise=3)
         buffer = io.BytesIO()
-        photo.save(buffer, format="JPEG", quality=85)
+        Image.fromarray(photo).save(buffer, format="JPEG", quality=85)
         queries.append(buffer.getvalue())
     found = [Path(response.hits[0].path).name for response in service.search_images(queries, k=1)]
     engine.close()

@@ -113,7 +113,7 @@ def demo(
         gallery = open_source(manifest, split="train")
         extractor = load_extractor(settings)
         head = head_path(settings.heads_dir, extractor.name)
-        if not head.is_file() or EmbeddingHead.load(head).backbone != extractor.fingerprint:  # none, or another model's
+        if not head.is_file() or EmbeddingHead.read_meta(head)["backbone"] != extractor.fingerprint:  # another model's
             train_active_head(settings, gallery, "triplet", TrainConfig(), Reporter(), reindex=False,
                               augment=TRAINING_VIEWS)
         with progress_bar("reindexing") as progress:

@@ -123,10 +123,15 @@ class EmbeddingHead:
             np.savez(file, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
 
     @staticmethod
+    def read_meta(path: Path) -> dict:
+        """A saved head's description (kind, backbone fingerprint, training summary...), without its weights."""
+        with np.load(path, allow_pickle=False) as data:
+            return dict(json.loads(str(data["meta"])))
+
+    @staticmethod
     def read_info(path: Path) -> dict:
         """The training summary of a saved head, without loading its weights."""
-        with np.load(path, allow_pickle=False) as data:
-            return dict(json.loads(str(data["meta"])).get("info", {}))
+        return dict(EmbeddingHead.read_meta(path).get("info", {}))
 
     @classmethod
     def load(cls, path: Path, threads: int = 0) -> EmbeddingHead:

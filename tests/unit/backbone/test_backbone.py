@@ -19,7 +19,7 @@ from lookalike.backbone.runtime import (
 )
 from lookalike.errors import BackboneError
 
-from imagegen import make_image, make_product
+from imagegen import make_image, make_product, studio_photo
 
 
 def test_registry_names_and_preprocessing():
@@ -114,17 +114,6 @@ def test_external_onnx_backbone_with_sidecar(tmp_path, models_dir, extractor):
     assert load_backbone(f"onnx:{model}", tmp_path).preprocessing.pad_color == (128, 128, 128)
     with pytest.raises(BackboneError, match="not found"):
         load_backbone(f"onnx:{tmp_path / 'nope.onnx'}", tmp_path)
-
-
-def studio_photo(garment: Image.Image, frame: tuple[int, int], scale: float, background=(236, 232, 228), seed=0,
-                 ) -> np.ndarray:
-    """``garment`` (on ``background``) photographed at ``scale`` of the frame's width, centred, with sensor noise."""
-    side = round(frame[0] * scale)
-    canvas = Image.new("RGB", frame, background)
-    canvas.paste(garment.resize((side, side), Image.Resampling.BICUBIC), ((frame[0] - side) // 2,
-                                                                          (frame[1] - side) // 2))
-    noise = np.random.default_rng(seed).normal(0, 4, (frame[1], frame[0], 1))
-    return np.clip(np.asarray(canvas, np.float32) + noise, 0, 255).astype(np.uint8)
 
 
 def test_the_subject_box_holds_the_garment_and_a_margin_and_nothing_else():
